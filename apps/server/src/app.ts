@@ -1,0 +1,107 @@
+import { randomUUID } from 'node:crypto';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import helmet from '@fastify/helmet';
+import type { Resources } from '@steward/core/resources';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { installAuthentication } from './http/authenticate.ts';
+import { installErrorHandling } from './http/error-handler.ts';
+import { installMetrics } from './http/metrics.ts';
+import { ErrorResponse } from './http/schemas.ts';
+import { apiKeyRoutes } from './routes/api-key-routes.ts';
+import { auditRoutes } from './routes/audit-routes.ts';
+import { authRoutes } from './routes/auth-routes.ts';
+import { roleRoutes } from './routes/role-routes.ts';
+import { systemRoutes } from './routes/system-routes.ts';
+import { tenantRoutes } from './routes/tenant-routes.ts';
+import { userRoutes } from './routes/user-routes.ts';
+
+export interface AppOptions {
+  bodyLimit?: number;
+  trustProxy?: boolean;
+  /** A pino logger; without one the app does not log. */
+  logger?: FastifyBaseLogger;
+  /** Migration version the code expects (for /readyz). */
+  expectedSchemaVersion: number;
+}
+
+/** Headers and body fields that must never reach a log. */
+export const REDACT_PATHS = [
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'req.headers["x-api-key"]',
+  'res.headers["set-cookie"]',
+  '*.password',
+  '*.newPassword',
+  '*.refreshToken',
+  '*.accessToken',
+  '*.token',
+  '*.key',
+  '*.secret',
+];
+
+const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** Build the HTTP application. Listening is main's job, so tests use app.inject(). */
+export async function buildApp(res: Resources, opts: AppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    ...(opts.logger ? { loggerInstance: opts.logger } : { logger: false }),
+    bodyLimit: opts.bodyLimit ?? 1_048_576,
+    trustProxy: opts.trustProxy ?? false,
+    requestIdHeader: false,
+    genReqId: (req) => {
+      const incoming = req.headers['x-request-id'];
+      return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    },
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+  });
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+  app.addSchema(ErrorResponse);
+  installErrorHandling(app);
+  await app.register(helmet, {
+    contentSecurityPolicy: {
+      directives: {
+        defaultSrc: ["'self'"],
+        scriptSrc: ["'self'"],
+        styleSrc: ["'self'", "'unsafe-inline'"],
+        imgSrc: ["'self'", 'data:'],
+        frameAncestors: ["'none'"],
+      },
+    },
+    hsts: false,
+  });
+  const metrics = installMetrics(app, res.db);
+  installAuthentication(app, res);
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'Steward API', version: '0.1.0', description: 'Multi-tenant AI employee platform' },
+      components: {
+        securitySchemes: {
+          bearer: { type: 'http', scheme: 'bearer', description: 'An access token (JWT) or an API key (stw_...)' },
+        },
+      },
+      security: [{ bearer: [] }],
+    },
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: false });
+
+  await app.register(systemRoutes(res, metrics, opts.expectedSchemaVersion));
+  await app.register(
+    async (api) => {
+      await api.register(authRoutes(res));
+      await api.register(tenantRoutes(res));
+      await api.register(userRoutes(res));
+      await api.register(roleRoutes(res));
+      await api.register(apiKeyRoutes(res));
+      await api.register(auditRoutes(res));
+    },
+    { prefix: '/api/v1' },
+  );
+  return app;
+}

@@ -1,0 +1,54 @@
+import { AppError, ERROR_STATUS, type ErrorCode } from '@steward/core/errors/app-error';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+
+export interface ErrorBody {
+  error: { code: string; message: string; requestId: string; details?: Record<string, unknown> };
+}
+
+export function sendError(reply: FastifyReply, code: ErrorCode, message: string, details?: Record<string, unknown>) {
+  const body: ErrorBody = { error: { code, message, requestId: String(reply.request.id) } };
+  if (details) body.error.details = details;
+  return reply.code(ERROR_STATUS[code]).type('application/json; charset=utf-8').send(body);
+}
+
+const FASTIFY_CODES: Record<string, { code: ErrorCode; message?: string }> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: { code: 'PAYLOAD_TOO_LARGE', message: 'request body is too large' },
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: { code: 'UNSUPPORTED_MEDIA_TYPE', message: 'send application/json' },
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: { code: 'BAD_REQUEST', message: 'content-length does not match the body' },
+  FST_ERR_CTP_EMPTY_JSON_BODY: { code: 'BAD_REQUEST', message: 'body is empty but content-type is application/json' },
+  FST_ERR_CTP_INVALID_JSON_BODY: { code: 'BAD_REQUEST', message: 'body is not valid JSON' },
+};
+
+/** One error shape for every failure; internals never reach the client. */
+export function installErrorHandling(app: FastifyInstance): void {
+  app.setErrorHandler((error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
+    if (error instanceof AppError) {
+      if (error.status >= 500) request.log.error({ err: error }, 'request failed');
+      return sendError(reply, error.code, error.message, error.details);
+    }
+    if (error.validation) {
+      const first = error.validation[0];
+      const where = `${error.validationContext ?? 'request'}${first?.instancePath ?? ''}`;
+      let message = `${where} ${first?.message ?? 'is invalid'}`;
+      const params = first?.params as { additionalProperty?: string; missingProperty?: string } | undefined;
+      if (params?.additionalProperty) message = `${where}/${params.additionalProperty} is not an allowed field`;
+      if (params?.missingProperty) message = `${where}/${params.missingProperty} is required`;
+      return sendError(reply, 'VALIDATION_FAILED', message);
+    }
+    const known = error.code ? FASTIFY_CODES[error.code] : undefined;
+    if (known) return sendError(reply, known.code, known.message ?? error.message);
+    if (error.statusCode === 400 && error.code?.startsWith('FST_ERR_CTP')) {
+      return sendError(reply, 'BAD_REQUEST', 'the request body could not be read');
+    }
+    if (error.statusCode === 429) return sendError(reply, 'RATE_LIMITED', 'too many requests');
+    if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500) {
+      request.log.info({ code: error.code }, 'client error');
+      return sendError(reply, 'BAD_REQUEST', 'the request could not be processed');
+    }
+    request.log.error({ err: error }, 'unhandled error');
+    return sendError(reply, 'INTERNAL', 'internal error; quote the request id when reporting it');
+  });
+  app.setNotFoundHandler((request, reply) =>
+    sendError(reply, 'NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`),
+  );
+}

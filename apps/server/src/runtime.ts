@@ -1,0 +1,98 @@
+import { connect, createDatabase, type Database } from '@steward/db/database';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from '@steward/db/embedded-postgres';
+import { migrate } from '@steward/db/migrate';
+import { checkRuntimeRole, ensureRuntimeRole, grantAppRole } from '@steward/db/runtime-role';
+import { AuditLog } from '@steward/core/audit/audit-log';
+import { Checkpointer } from '@steward/core/audit/checkpointer';
+import { CheckpointStore } from '@steward/core/audit/checkpoint-store';
+import { loadMasterKey, type MasterKey } from '@steward/core/crypto/master-key';
+import { AccessTokens } from '@steward/core/identity/access-tokens';
+import { Authenticator } from '@steward/core/identity/authenticator';
+import type { Resources } from '@steward/core/resources';
+import type { Config } from './config.ts';
+
+export interface Runtime {
+  res: Resources;
+  checkpointer: Checkpointer;
+  /** Close in reverse order of opening: checkpoints, pool, embedded PostgreSQL. */
+  close(): Promise<void>;
+}
+
+export interface OpenOptions {
+  log?: (message: string) => void;
+  /** Apply pending migrations first (default true). */
+  migrate?: boolean;
+}
+
+/** The owner connection URL: DATABASE_URL, or the embedded cluster (started or adopted). */
+export async function ownerDatabase(config: Config, log: (m: string) => void): Promise<{ url: string; embedded?: EmbeddedPostgres }> {
+  if (config.databaseUrl) return { url: config.databaseUrl };
+  const embedded = await startEmbeddedPostgres({ dataDir: config.dataDir, port: config.embeddedPgPort, log });
+  return { url: embedded.url, embedded };
+}
+
+export function runtimeRolePassword(master: MasterKey): string {
+  return master.derive('database-runtime-role').toString('hex');
+}
+
+/** Connect everything a Steward process needs, in one place. */
+export async function openRuntime(config: Config, opts: OpenOptions = {}): Promise<Runtime> {
+  const log = opts.log ?? (() => {});
+  const master = await loadMasterKey(config.masterKey, config.dataDir);
+  const { url: ownerUrl, embedded } = await ownerDatabase(config, log);
+  let db: Database | undefined;
+  try {
+    const owner = connect(ownerUrl, { max: 2, applicationName: 'steward-owner' });
+    let appUrl: string;
+    try {
+      if (opts.migrate !== false) {
+        const result = await migrate(owner);
+        if (result.applied.length) log(`applied migrations: ${result.applied.join(', ')}`);
+      }
+      if (config.databaseAppUrl) {
+        appUrl = config.databaseAppUrl;
+        const role = decodeURIComponent(new URL(appUrl).username);
+        await grantAppRole(owner, role).catch((error: unknown) => {
+          log(`could not grant steward_app to ${role} (${(error as Error).message}); grant it yourself`);
+        });
+      } else {
+        appUrl = await ensureRuntimeRole(owner, ownerUrl, runtimeRolePassword(master));
+      }
+    } finally {
+      await owner.end({ timeout: 5 });
+    }
+    db = createDatabase({ url: appUrl, max: config.dbPoolMax });
+    const check = await db.withSystemAccess(async (tx) => checkRuntimeRole(tx));
+    if (check.problems.length) {
+      throw new Error(`the runtime database role is unsafe: ${check.problems.join('; ')}`);
+    }
+    const tokens = new AccessTokens(master, { issuer: config.baseUrl, ttlSeconds: config.accessTokenTtl });
+    const audit = new AuditLog(master);
+    const checkpoints = new CheckpointStore(config.dataDir, master);
+    const checkpointer = new Checkpointer(db, checkpoints, { onError: (e) => log(`audit checkpoint failed: ${(e as Error).message}`) });
+    audit.onAppend(checkpointer.noteAppend);
+    const res: Resources = {
+      db,
+      master,
+      audit,
+      checkpoints,
+      tokens,
+      auth: new Authenticator(db, tokens),
+      dataDir: config.dataDir,
+    };
+    const database = db;
+    return {
+      res,
+      checkpointer,
+      async close() {
+        await checkpointer.stop().catch(() => {});
+        await database.close().catch(() => {});
+        await embedded?.stop();
+      },
+    };
+  } catch (error) {
+    await db?.close().catch(() => {});
+    await embedded?.stop();
+    throw error;
+  }
+}

@@ -1,0 +1,84 @@
+import { loadMigrations } from '@steward/db/migrate';
+import pino from 'pino';
+import { buildApp, REDACT_PATHS } from './app.ts';
+import type { Config } from './config.ts';
+import { DEMO_SLUG, provisionDemo } from './demo.ts';
+import { openRuntime } from './runtime.ts';
+
+export type Role = 'all' | 'api' | 'worker';
+
+/**
+ * A long-running Steward process: `start` (every role, demo on first start), `serve` (API) or
+ * `work` (background roles). Stops gracefully on SIGTERM/SIGINT: stop accepting, finish in-flight
+ * requests, flush audit checkpoints, close the pool, stop the embedded PostgreSQL.
+ */
+export async function runServer(config: Config, role: Role): Promise<void> {
+  const logger = pino({ level: config.logLevel, redact: { paths: REDACT_PATHS, censor: '[redacted]' } });
+  const runtime = await openRuntime(config, { log: (m) => logger.info(m) });
+  const { res } = runtime;
+  runtime.checkpointer.start();
+
+  let app: Awaited<ReturnType<typeof buildApp>> | undefined;
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) {
+      logger.warn(`${signal} again: exiting now`);
+      process.exit(1);
+    }
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    const timer = setTimeout(() => {
+      logger.error('shutdown took longer than 30 s; exiting');
+      process.exit(1);
+    }, 30_000);
+    timer.unref();
+    try {
+      await app?.close();
+      await runtime.close();
+      logger.info('stopped');
+      process.exit(0);
+    } catch (error) {
+      logger.error({ err: error }, 'shutdown failed');
+      process.exit(1);
+    }
+  };
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+  process.once('SIGINT', () => void stop('SIGINT'));
+
+  try {
+    if (role === 'all' && !config.noDemo) {
+      const demo = await provisionDemo(res, config.demoPassword);
+      if (demo) {
+        const lines = [
+          '',
+          `  Demo tenant "${DEMO_SLUG}" created.`,
+          `  Sign in at ${config.baseUrl} as ${demo.email}`,
+          demo.password
+            ? `  Password (shown once, save it): ${demo.password}`
+            : '  Password: the value of STEWARD_DEMO_PASSWORD',
+          `  Drop files into ${demo.inbox}`,
+          '',
+        ];
+        process.stdout.write(lines.join('\n') + '\n');
+      }
+    }
+    if (role !== 'worker') {
+      const migrations = await loadMigrations();
+      app = await buildApp(res, {
+        logger,
+        bodyLimit: config.bodyLimit,
+        trustProxy: config.trustProxy,
+        expectedSchemaVersion: Math.max(0, ...migrations.map((m) => m.version)),
+      });
+      await app.listen({ port: config.port, host: config.host });
+      logger.info(`Steward API on ${config.baseUrl} (docs at ${config.baseUrl}/docs)`);
+    } else {
+      logger.info('Steward worker running (audit checkpoints)');
+    }
+  } catch (error) {
+    logger.error({ err: error }, 'start-up failed');
+    await app?.close().catch(() => {});
+    await runtime.close();
+    throw error;
+  }
+}

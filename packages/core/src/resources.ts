@@ -1,0 +1,38 @@
+import type { Database } from '@steward/db/database';
+import type { AuditLog } from './audit/audit-log.ts';
+import type { CheckpointStore } from './audit/checkpoint-store.ts';
+import type { MasterKey } from './crypto/master-key.ts';
+import type { AccessTokens } from './identity/access-tokens.ts';
+import type { Authenticator } from './identity/authenticator.ts';
+
+/** Everything the domain code needs, wired by hand in one place (see apps/server/src/resources.ts). */
+export interface Resources {
+  db: Database;
+  master: MasterKey;
+  audit: AuditLog;
+  checkpoints: CheckpointStore;
+  tokens: AccessTokens;
+  auth: Authenticator;
+  dataDir: string;
+}
+
+/** Who is acting, for the audit log. */
+export interface Actor {
+  type: 'user' | 'api_key' | 'system' | 'anonymous';
+  id?: string | undefined;
+  label?: string | undefined;
+  requestId?: string | undefined;
+  ip?: string | undefined;
+}
+
+export const SYSTEM_ACTOR: Actor = { type: 'system', label: 'steward' };
+
+export function auditActor(actor: Actor) {
+  return {
+    actorType: actor.type,
+    actorId: actor.id ?? null,
+    actorLabel: actor.label ?? null,
+    requestId: actor.requestId ?? null,
+    ip: actor.ip ?? null,
+  };
+}

@@ -1,0 +1,118 @@
+import postgres from 'postgres';
+
+export type Sql = postgres.Sql;
+/** A query handle bound to one transaction whose tenant (or system) context is already set. */
+export type Tx = postgres.Sql;
+
+export interface PoolStats {
+  max: number;
+  inUse: number;
+  waiting: number;
+}
+
+export interface TransactionContext {
+  tenantId?: string | undefined;
+  userId?: string | undefined;
+  system?: boolean;
+}
+
+export interface Database {
+  /** Run `fn` in a transaction scoped to one tenant: RLS shows and accepts only that tenant's rows. */
+  withTenant<T>(tenantId: string, fn: (tx: Tx) => Promise<T>, opts?: { userId?: string }): Promise<T>;
+  /**
+   * Run `fn` in a transaction that may READ the identity tables across tenants (login by email,
+   * API key lookup). Grep for withSystemAccess to review every use.
+   */
+  withSystemAccess<T>(fn: (tx: Tx) => Promise<T>, opts?: { tenantId?: string; userId?: string }): Promise<T>;
+  /** True when the runtime connection answers. */
+  ping(): Promise<boolean>;
+  stats(): PoolStats;
+  close(): Promise<void>;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export function isUuid(value: unknown): value is string {
+  return typeof value === 'string' && UUID.test(value);
+}
+
+export interface DatabaseOptions {
+  url: string;
+  max?: number;
+  /** application_name shown in pg_stat_activity */
+  applicationName?: string;
+}
+
+export function connect(url: string, opts: { max?: number; applicationName?: string } = {}): Sql {
+  return postgres(url, {
+    max: opts.max ?? 10,
+    idle_timeout: 30,
+    connect_timeout: 10,
+    onnotice: () => {},
+    connection: { application_name: opts.applicationName ?? 'steward' },
+  });
+}
+
+/** The runtime database: every query goes through withTenant or withSystemAccess. */
+export function createDatabase(options: DatabaseOptions): Database {
+  const max = options.max ?? 10;
+  const sql = connect(options.url, { max, applicationName: options.applicationName ?? 'steward-app' });
+  let inUse = 0;
+  let waiting = 0;
+
+  async function transaction<T>(ctx: TransactionContext, fn: (tx: Tx) => Promise<T>): Promise<T> {
+    if (ctx.tenantId !== undefined && !isUuid(ctx.tenantId)) throw new TypeError('tenantId must be a uuid');
+    if (ctx.userId !== undefined && !isUuid(ctx.userId)) throw new TypeError('userId must be a uuid');
+    waiting++;
+    let conn: postgres.ReservedSql;
+    try {
+      conn = await sql.reserve();
+    } finally {
+      waiting--;
+    }
+    inUse++;
+    try {
+      // BEGIN and the context are pipelined with the first query of `fn`: one round trip, not three.
+      // set_config(..., true) is transaction-local, so nothing survives on the pooled connection.
+      const setup = [
+        conn.unsafe('begin'),
+        conn`select set_config('app.tenant_id', ${ctx.tenantId ?? ''}, true),
+                    set_config('app.user_id', ${ctx.userId ?? ''}, true),
+                    set_config('app.system', ${ctx.system ? 'on' : ''}, true)`,
+      ];
+      for (const p of setup) p.catch(() => {});
+      try {
+        const result = await fn(conn);
+        await Promise.all(setup);
+        await conn.unsafe('commit');
+        return result;
+      } catch (error) {
+        await conn.unsafe('rollback').catch(() => {});
+        throw error;
+      }
+    } finally {
+      inUse--;
+      conn.release();
+    }
+  }
+
+  return {
+    withTenant(tenantId, fn, opts) {
+      if (!isUuid(tenantId)) return Promise.reject(new TypeError('withTenant needs a tenant uuid'));
+      return transaction({ tenantId, userId: opts?.userId }, fn);
+    },
+    withSystemAccess(fn, opts) {
+      return transaction({ tenantId: opts?.tenantId, userId: opts?.userId, system: true }, fn);
+    },
+    async ping() {
+      try {
+        await sql`select 1`;
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    stats: () => ({ max, inUse, waiting }),
+    close: () => sql.end({ timeout: 5 }),
+  };
+}
