@@ -53,7 +53,9 @@ export async function buildApp(res: Resources, opts: AppOptions): Promise<Fastif
       const incoming = req.headers['x-request-id'];
       return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
     },
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
+    ajv: {
+      customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false },
+    },
     return503OnClosing: true,
     forceCloseConnections: 'idle',
   });
@@ -82,7 +84,11 @@ export async function buildApp(res: Resources, opts: AppOptions): Promise<Fastif
       info: { title: 'Steward API', version: '0.1.0', description: 'Multi-tenant AI employee platform' },
       components: {
         securitySchemes: {
-          bearer: { type: 'http', scheme: 'bearer', description: 'An access token (JWT) or an API key (stw_...)' },
+          bearer: {
+            type: 'http',
+            scheme: 'bearer',
+            description: 'An access token (JWT) or an API key (stw_...)',
+          },
         },
       },
       security: [{ bearer: [] }],

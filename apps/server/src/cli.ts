@@ -4,7 +4,12 @@ import { verifyTenantAudit } from '@steward/core/audit/audit-service';
 import { createApiKey } from '@steward/core/identity/api-key-service';
 import { addMember, createPlatformAdmin } from '@steward/core/identity/user-service';
 import type { Actor } from '@steward/core/resources';
-import { createTenant, getTenantBySlug, listTenants, type Tenant } from '@steward/core/tenants/tenant-service';
+import {
+  createTenant,
+  getTenantBySlug,
+  listTenants,
+  type Tenant,
+} from '@steward/core/tenants/tenant-service';
 import { connect } from '@steward/db/database';
 import { migrate } from '@steward/db/migrate';
 import { ConfigError, loadConfig, type Config } from './config.ts';
@@ -38,7 +43,10 @@ function globals(cmd: Command): GlobalOptions {
 
 function config(cmd: Command): Config {
   const o = globals(cmd);
-  return loadConfig(process.env, { ...(o.port !== undefined ? { port: o.port } : {}), ...(o.dataDir ? { dataDir: o.dataDir } : {}) });
+  return loadConfig(process.env, {
+    ...(o.port !== undefined ? { port: o.port } : {}),
+    ...(o.dataDir ? { dataDir: o.dataDir } : {}),
+  });
 }
 
 function print(cmd: Command, json: unknown, human: string): void {
@@ -58,10 +66,12 @@ async function withRuntime<T>(cmd: Command, fn: (rt: Runtime) => Promise<T>): Pr
 const serverOptions = (c: Command) =>
   c.option('--port <n>', 'HTTP port (PORT, default 8080)', port).option('--data-dir <dir>', 'data directory');
 
-serverOptions(program.command('start').description('all roles in one process (embedded PostgreSQL unless DATABASE_URL)')).action(
-  async (_o, cmd: Command) => runServer(config(cmd), 'all'),
+serverOptions(
+  program.command('start').description('all roles in one process (embedded PostgreSQL unless DATABASE_URL)'),
+).action(async (_o, cmd: Command) => runServer(config(cmd), 'all'));
+serverOptions(program.command('serve').description('only the API')).action(async (_o, cmd: Command) =>
+  runServer(config(cmd), 'api'),
 );
-serverOptions(program.command('serve').description('only the API')).action(async (_o, cmd: Command) => runServer(config(cmd), 'api'));
 program
   .command('work')
   .description('only workers, watchers and the scheduler')
@@ -77,7 +87,13 @@ program
     const owner = connect(url, { max: 1 });
     try {
       const result = await migrate(owner);
-      print(cmd, result, result.applied.length ? `applied: ${result.applied.join(', ')}` : `up to date (version ${result.current})`);
+      print(
+        cmd,
+        result,
+        result.applied.length
+          ? `applied: ${result.applied.join(', ')}`
+          : `up to date (version ${result.current})`,
+      );
     } finally {
       await owner.end();
       await embedded?.stop();
@@ -106,12 +122,13 @@ tenant
   .requiredOption('--name <name>')
   .requiredOption('--owner-email <email>')
   .option('--owner-password <password>', 'required when the owner has no account yet')
-  .action(async (o: { slug: string; name: string; ownerEmail: string; ownerPassword?: string }, cmd: Command) =>
-    withRuntime(cmd, async ({ res }) => {
-      const t = await createTenant(res, CLI_ACTOR, o);
-      await ensureTenantFolders(res.dataDir, t.slug);
-      print(cmd, { id: t.id, slug: t.slug }, `tenant ${t.slug} (${t.id})`);
-    }),
+  .action(
+    async (o: { slug: string; name: string; ownerEmail: string; ownerPassword?: string }, cmd: Command) =>
+      withRuntime(cmd, async ({ res }) => {
+        const t = await createTenant(res, CLI_ACTOR, o);
+        await ensureTenantFolders(res.dataDir, t.slug);
+        print(cmd, { id: t.id, slug: t.slug }, `tenant ${t.slug} (${t.id})`);
+      }),
   );
 tenant
   .command('list')
@@ -128,7 +145,9 @@ tenant
       print(
         cmd,
         all.map((t) => ({ id: t.id, slug: t.slug, name: t.name, status: t.status, createdAt: t.createdAt })),
-        all.length ? all.map((t) => `${t.slug.padEnd(24)} ${t.id}  ${t.status.padEnd(9)} ${t.name}`).join('\n') : 'no tenants',
+        all.length
+          ? all.map((t) => `${t.slug.padEnd(24)} ${t.id}  ${t.status.padEnd(9)} ${t.name}`).join('\n')
+          : 'no tenants',
       );
     }),
   );
@@ -143,12 +162,20 @@ program
   .option('--password <password>', 'required when the user has no account yet')
   .option('--name <name>')
   .requiredOption('--role <role>', 'owner, admin, approver, member, viewer, auditor or a custom role')
-  .action(async (o: { tenant: string; email: string; password?: string; name?: string; role: string }, cmd: Command) =>
-    withRuntime(cmd, async ({ res }) => {
-      const t = await getTenantBySlug(res, o.tenant);
-      const m = await addMember(res, t.id, CLI_ACTOR, o);
-      print(cmd, { id: m.id, email: m.email, role: m.role, tenant: t.slug }, `${m.email} is ${m.role} of ${t.slug} (${m.id})`);
-    }),
+  .action(
+    async (
+      o: { tenant: string; email: string; password?: string; name?: string; role: string },
+      cmd: Command,
+    ) =>
+      withRuntime(cmd, async ({ res }) => {
+        const t = await getTenantBySlug(res, o.tenant);
+        const m = await addMember(res, t.id, CLI_ACTOR, o);
+        print(
+          cmd,
+          { id: m.id, email: m.email, role: m.role, tenant: t.slug },
+          `${m.email} is ${m.role} of ${t.slug} (${m.id})`,
+        );
+      }),
   );
 
 program
@@ -163,7 +190,11 @@ program
     withRuntime(cmd, async ({ res }) => {
       const t = await getTenantBySlug(res, o.tenant);
       const { apiKey, key } = await createApiKey(res, t.id, CLI_ACTOR, o);
-      print(cmd, { id: apiKey.id, key }, `${key}\n(API key ${apiKey.id}, role ${apiKey.role}; it is not shown again)`);
+      print(
+        cmd,
+        { id: apiKey.id, key },
+        `${key}\n(API key ${apiKey.id}, role ${apiKey.role}; it is not shown again)`,
+      );
     }),
   );
 

@@ -37,7 +37,8 @@ export const ENVIRONMENT = {
   PORT: 'HTTP port (default 8080)',
   HOST: 'address to listen on (default localhost; 0.0.0.0 in containers)',
   DATABASE_URL: 'owner connection used for migrations; unset starts the embedded PostgreSQL',
-  DATABASE_APP_URL: 'runtime connection (not owner, not superuser, no BYPASSRLS); unset: Steward creates its own role',
+  DATABASE_APP_URL:
+    'runtime connection (not owner, not superuser, no BYPASSRLS); unset: Steward creates its own role',
   STEWARD_DB_POOL_MAX: 'runtime connection pool size (default 10)',
   STEWARD_PG_PORT: 'port of the embedded PostgreSQL on 127.0.0.1 (default: a free port)',
   STEWARD_DATA_DIR: 'data directory (default ./.steward)',
@@ -67,7 +68,10 @@ export class ConfigError extends Error {
 }
 
 /** Parse and validate the environment once; every problem is reported together. */
-export function loadConfig(env: NodeJS.ProcessEnv, overrides: { port?: number; dataDir?: string } = {}): Config {
+export function loadConfig(
+  env: NodeJS.ProcessEnv,
+  overrides: { port?: number; dataDir?: string } = {},
+): Config {
   const problems: string[] = [];
   const str = (name: string): string | undefined => {
     const v = env[name];
@@ -117,7 +121,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, overrides: { port?: number; d
   const port = overrides.port ?? int('PORT', 8080, 0, 65535);
   const databaseUrl = url('DATABASE_URL', ['postgres', 'postgresql']);
   const databaseAppUrl = url('DATABASE_APP_URL', ['postgres', 'postgresql']);
-  if (databaseAppUrl && !databaseUrl) problems.push('DATABASE_APP_URL needs DATABASE_URL (the owner connection) too');
+  if (databaseAppUrl && !databaseUrl)
+    problems.push('DATABASE_APP_URL needs DATABASE_URL (the owner connection) too');
   const demoPassword = str('STEWARD_DEMO_PASSWORD');
   if (demoPassword !== undefined && demoPassword.length < 10) {
     problems.push('STEWARD_DEMO_PASSWORD must be at least 10 characters');
@@ -130,7 +135,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, overrides: { port?: number; d
   const anthropicApiKey = str('ANTHROPIC_API_KEY');
   const openaiApiKey = str('OPENAI_API_KEY');
   const openaiBaseUrl = url('OPENAI_BASE_URL', ['http', 'https']);
-  if (provider === 'anthropic' && !anthropicApiKey) problems.push('STEWARD_LLM_PROVIDER=anthropic needs ANTHROPIC_API_KEY');
+  if (provider === 'anthropic' && !anthropicApiKey)
+    problems.push('STEWARD_LLM_PROVIDER=anthropic needs ANTHROPIC_API_KEY');
   if (provider === 'openai' && !openaiApiKey && !openaiBaseUrl) {
     problems.push('STEWARD_LLM_PROVIDER=openai needs OPENAI_API_KEY or OPENAI_BASE_URL');
   }
@@ -148,7 +154,11 @@ export function loadConfig(env: NodeJS.ProcessEnv, overrides: { port?: number; d
     baseUrl: baseUrl.replace(/\/+$/, ''),
     noDemo: bool('STEWARD_NO_DEMO'),
     demoPassword,
-    logLevel: oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info'),
+    logLevel: oneOf(
+      'LOG_LEVEL',
+      ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const,
+      'info',
+    ),
     masterKey,
     bodyLimit: int('STEWARD_BODY_LIMIT', 1_048_576, 1024, 100 * 1_048_576),
     accessTokenTtl: int('STEWARD_ACCESS_TOKEN_TTL', 900, 30, 86_400),

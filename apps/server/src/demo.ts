@@ -9,7 +9,10 @@ export const DEMO_SLUG = 'demo';
 export const DEMO_OWNER = 'owner@demo.local';
 
 /** The folders a tenant gets in the data directory. */
-export async function ensureTenantFolders(dataDir: string, slug: string): Promise<{ inbox: string; vault: string }> {
+export async function ensureTenantFolders(
+  dataDir: string,
+  slug: string,
+): Promise<{ inbox: string; vault: string }> {
   const base = path.join(dataDir, 'tenants', slug);
   const inbox = path.join(base, 'inbox');
   const vault = path.join(base, 'vault');

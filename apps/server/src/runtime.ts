@@ -25,7 +25,10 @@ export interface OpenOptions {
 }
 
 /** The owner connection URL: DATABASE_URL, or the embedded cluster (started or adopted). */
-export async function ownerDatabase(config: Config, log: (m: string) => void): Promise<{ url: string; embedded?: EmbeddedPostgres }> {
+export async function ownerDatabase(
+  config: Config,
+  log: (m: string) => void,
+): Promise<{ url: string; embedded?: EmbeddedPostgres }> {
   if (config.databaseUrl) return { url: config.databaseUrl };
   const embedded = await startEmbeddedPostgres({ dataDir: config.dataDir, port: config.embeddedPgPort, log });
   return { url: embedded.url, embedded };
@@ -69,7 +72,9 @@ export async function openRuntime(config: Config, opts: OpenOptions = {}): Promi
     const tokens = new AccessTokens(master, { issuer: config.baseUrl, ttlSeconds: config.accessTokenTtl });
     const audit = new AuditLog(master);
     const checkpoints = new CheckpointStore(config.dataDir, master);
-    const checkpointer = new Checkpointer(db, checkpoints, { onError: (e) => log(`audit checkpoint failed: ${(e as Error).message}`) });
+    const checkpointer = new Checkpointer(db, checkpoints, {
+      onError: (e) => log(`audit checkpoint failed: ${(e as Error).message}`),
+    });
     audit.onAppend(checkpointer.noteAppend);
     const res: Resources = {
       db,

@@ -87,18 +87,22 @@ async function runningPort(pgdata: string): Promise<number | undefined> {
   const lines = content.split('\n');
   const pid = Number(lines[0]);
   const port = Number(lines[3]);
-  let alive = false;
-  try {
-    process.kill(pid, 0);
+  if (pid > 0 && processAlive(pid)) {
     const comm = await readFile(`/proc/${pid}/comm`, 'utf8').catch(() => 'postgres');
-    alive = comm.trim() === 'postgres';
-  } catch {
-    alive = false;
+    if (comm.trim() === 'postgres') return port;
   }
-  if (alive) return port;
   // A crashed run left the pid file behind and its PID is gone (or now belongs to another program).
   await rm(pidFile, { force: true });
   return undefined;
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 async function withLock<T>(lockDir: string, fn: () => Promise<T>): Promise<T> {
@@ -111,16 +115,10 @@ async function withLock<T>(lockDir: string, fn: () => Promise<T>): Promise<T> {
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
       const owner = Number(await readFile(path.join(lockDir, 'pid'), 'utf8').catch(() => '0'));
-      let ownerAlive = false;
-      try {
-        if (owner) process.kill(owner, 0);
-        ownerAlive = owner > 0;
-      } catch {
-        ownerAlive = false;
-      }
+      const ownerAlive = owner > 0 && processAlive(owner);
       const age = Date.now() - (await stat(lockDir).catch(() => ({ mtimeMs: Date.now() }))).mtimeMs;
       if (!ownerAlive && age > 2000) await rm(lockDir, { recursive: true, force: true });
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${lockDir}`);
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${lockDir}`, { cause: error });
       await new Promise((r) => setTimeout(r, 100));
     }
   }
@@ -178,7 +176,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
           ],
           { ...spawnOpts, cwd: pgdata, env: { ...process.env, LC_ALL: 'C' } },
         ).catch((error: { stderr?: string; message: string }) => {
-          throw new Error(`initdb failed: ${error.stderr?.trim() || error.message}`);
+          throw new Error(`initdb failed: ${error.stderr?.trim() || error.message}`, { cause: error });
         });
       } finally {
         await rm(pwfile, { force: true });
@@ -214,7 +212,9 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
       { ...spawnOpts, cwd: pgdata },
     ).catch(async (error: { stderr?: string; message: string }) => {
       const tail = (await readFile(logFile, 'utf8').catch(() => '')).split('\n').slice(-8).join('\n');
-      throw new Error(`embedded PostgreSQL did not start on port ${port}: ${error.stderr?.trim() || error.message}\n${tail}`);
+      throw new Error(
+        `embedded PostgreSQL did not start on port ${port}: ${error.stderr?.trim() || error.message}\n${tail}`,
+      );
     });
     await ensureDatabase(port, password);
     return handle(port, password, true);

@@ -70,7 +70,9 @@ export async function migrate(owner: Sql, migrations?: Migration[]): Promise<Mig
 
 /** The highest applied version, or 0 when the schema was never migrated. */
 export async function appliedVersion(sql: Sql): Promise<number> {
-  const [row] = await sql<{ exists: boolean }[]>`select to_regclass('public.schema_migrations') is not null as exists`;
+  const [row] = await sql<
+    { exists: boolean }[]
+  >`select to_regclass('public.schema_migrations') is not null as exists`;
   if (!row?.exists) return 0;
   const [v] = await sql<{ max: number | null }[]>`select max(version) as max from schema_migrations`;
   return v?.max ?? 0;

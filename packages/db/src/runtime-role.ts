@@ -9,6 +9,24 @@ export const APP_GROUP_ROLE = 'steward_app';
  * which is the owner URL with this role's credentials.
  */
 export async function ensureRuntimeRole(owner: Sql, ownerUrl: string, password: string): Promise<string> {
+  // Roles are shared by every database of a cluster; two databases setting it up at the same moment
+  // can collide ("tuple concurrently updated"), so retry a few times.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await setUpRole(owner, password);
+      break;
+    } catch (error) {
+      if (attempt >= 5) throw error;
+      await new Promise((r) => setTimeout(r, 50 * attempt));
+    }
+  }
+  const url = new URL(ownerUrl);
+  url.username = RUNTIME_ROLE;
+  url.password = password;
+  return url.toString();
+}
+
+async function setUpRole(owner: Sql, password: string): Promise<void> {
   await owner.begin(async (tx) => {
     await tx`select pg_advisory_xact_lock(7283910456)`;
     const [existing] = await tx`select 1 from pg_roles where rolname = ${RUNTIME_ROLE}`;
@@ -19,15 +37,13 @@ export async function ensureRuntimeRole(owner: Sql, ownerUrl: string, password: 
     await tx.unsafe(stmt!.q);
     await tx.unsafe(`GRANT ${APP_GROUP_ROLE} TO ${RUNTIME_ROLE}`);
   });
-  const url = new URL(ownerUrl);
-  url.username = RUNTIME_ROLE;
-  url.password = password;
-  return url.toString();
 }
 
 /** Let a runtime role supplied through DATABASE_APP_URL use Steward's tables. */
 export async function grantAppRole(owner: Sql, roleName: string): Promise<void> {
-  const [stmt] = await owner<{ q: string }[]>`select format('GRANT %I TO %I', ${APP_GROUP_ROLE}::text, ${roleName}::text) as q`;
+  const [stmt] = await owner<
+    { q: string }[]
+  >`select format('GRANT %I TO %I', ${APP_GROUP_ROLE}::text, ${roleName}::text) as q`;
   await owner.unsafe(stmt!.q);
 }
 

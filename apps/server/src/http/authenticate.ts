@@ -33,12 +33,14 @@ export function installAuthentication(app: FastifyInstance, res: Resources): voi
     }
     if (access === 'public') return;
     const token = bearer(request);
-    if (!token) return sendError(reply, 'UNAUTHENTICATED', 'send Authorization: Bearer <access token or API key>');
+    if (!token)
+      return sendError(reply, 'UNAUTHENTICATED', 'send Authorization: Bearer <access token or API key>');
     const principal = await res.auth.authenticate(token);
     request.principal = principal;
     if (access === 'authenticated') return;
     if (access === 'session') {
-      if (principal.kind !== 'user') return sendError(reply, 'FORBIDDEN', 'this route needs a user session, not an API key');
+      if (principal.kind !== 'user')
+        return sendError(reply, 'FORBIDDEN', 'this route needs a user session, not an API key');
       return;
     }
     const allowed =

@@ -5,7 +5,12 @@ export interface ErrorBody {
   error: { code: string; message: string; requestId: string; details?: Record<string, unknown> };
 }
 
-export function sendError(reply: FastifyReply, code: ErrorCode, message: string, details?: Record<string, unknown>) {
+export function sendError(
+  reply: FastifyReply,
+  code: ErrorCode,
+  message: string,
+  details?: Record<string, unknown>,
+) {
   const body: ErrorBody = { error: { code, message, requestId: String(reply.request.id) } };
   if (details) body.error.details = details;
   return reply.code(ERROR_STATUS[code]).type('application/json; charset=utf-8').send(body);
@@ -14,8 +19,14 @@ export function sendError(reply: FastifyReply, code: ErrorCode, message: string,
 const FASTIFY_CODES: Record<string, { code: ErrorCode; message?: string }> = {
   FST_ERR_CTP_BODY_TOO_LARGE: { code: 'PAYLOAD_TOO_LARGE', message: 'request body is too large' },
   FST_ERR_CTP_INVALID_MEDIA_TYPE: { code: 'UNSUPPORTED_MEDIA_TYPE', message: 'send application/json' },
-  FST_ERR_CTP_INVALID_CONTENT_LENGTH: { code: 'BAD_REQUEST', message: 'content-length does not match the body' },
-  FST_ERR_CTP_EMPTY_JSON_BODY: { code: 'BAD_REQUEST', message: 'body is empty but content-type is application/json' },
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: {
+    code: 'BAD_REQUEST',
+    message: 'content-length does not match the body',
+  },
+  FST_ERR_CTP_EMPTY_JSON_BODY: {
+    code: 'BAD_REQUEST',
+    message: 'body is empty but content-type is application/json',
+  },
   FST_ERR_CTP_INVALID_JSON_BODY: { code: 'BAD_REQUEST', message: 'body is not valid JSON' },
 };
 
@@ -31,7 +42,8 @@ export function installErrorHandling(app: FastifyInstance): void {
       const where = `${error.validationContext ?? 'request'}${first?.instancePath ?? ''}`;
       let message = `${where} ${first?.message ?? 'is invalid'}`;
       const params = first?.params as { additionalProperty?: string; missingProperty?: string } | undefined;
-      if (params?.additionalProperty) message = `${where}/${params.additionalProperty} is not an allowed field`;
+      if (params?.additionalProperty)
+        message = `${where}/${params.additionalProperty} is not an allowed field`;
       if (params?.missingProperty) message = `${where}/${params.missingProperty} is required`;
       return sendError(reply, 'VALIDATION_FAILED', message);
     }

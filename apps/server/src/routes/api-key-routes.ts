@@ -29,9 +29,12 @@ export function apiKeyRoutes(res: Resources) {
         schema: {
           tags: ['api-keys'],
           summary: 'API keys of the tenant (never their secrets)',
-          querystring: Type.Composite([PageQuery, Type.Object({ includeRevoked: Type.Optional(Type.Boolean()) })], {
-            additionalProperties: false,
-          }),
+          querystring: Type.Composite(
+            [PageQuery, Type.Object({ includeRevoked: Type.Optional(Type.Boolean()) })],
+            {
+              additionalProperties: false,
+            },
+          ),
           response: { 200: Page(ApiKeySchema), ...errors(400, 401, 403) },
         },
       },
@@ -52,7 +55,10 @@ export function apiKeyRoutes(res: Resources) {
             },
             { additionalProperties: false },
           ),
-          response: { 201: Type.Composite([ApiKeySchema, Type.Object({ key: Type.String() })]), ...errors(400, 401, 403) },
+          response: {
+            201: Type.Composite([ApiKeySchema, Type.Object({ key: Type.String() })]),
+            ...errors(400, 401, 403),
+          },
         },
       },
       async (request, reply) => {
@@ -71,7 +77,12 @@ export function apiKeyRoutes(res: Resources) {
       '/api-keys/:id',
       {
         config: { access: 'apikeys:manage' },
-        schema: { tags: ['api-keys'], summary: 'Revoke an API key (effective within a second)', params: IdParams, response: { 204: Type.Null(), ...errors(400, 401, 403, 404, 409) } },
+        schema: {
+          tags: ['api-keys'],
+          summary: 'Revoke an API key (effective within a second)',
+          params: IdParams,
+          response: { 204: Type.Null(), ...errors(400, 401, 403, 404, 409) },
+        },
       },
       async (request, reply) => {
         await revokeApiKey(res, principalOf(request).tenantId, actorOf(request), request.params.id);

@@ -48,10 +48,14 @@ export function auditRoutes(res: Resources) {
             [
               PageQuery,
               Type.Object({
-                action: Type.Optional(Type.String({ maxLength: 100, description: 'exact action, or a prefix ending in .*' })),
+                action: Type.Optional(
+                  Type.String({ maxLength: 100, description: 'exact action, or a prefix ending in .*' }),
+                ),
                 actorId: Type.Optional(Type.String({ maxLength: 100 })),
                 targetId: Type.Optional(Type.String({ maxLength: 100 })),
-                outcome: Type.Optional(Type.Union([Type.Literal('success'), Type.Literal('failure'), Type.Literal('denied')])),
+                outcome: Type.Optional(
+                  Type.Union([Type.Literal('success'), Type.Literal('failure'), Type.Literal('denied')]),
+                ),
                 since: Type.Optional(Type.String({ format: 'date-time' })),
                 until: Type.Optional(Type.String({ format: 'date-time' })),
               }),
@@ -91,12 +95,18 @@ export function auditRoutes(res: Resources) {
         schema: {
           tags: ['audit'],
           summary: 'Signed checkpoints of the chain head (Ed25519), with the public key to check them',
-          response: { 200: Type.Object({ publicKey: Type.String(), items: Type.Array(Checkpoint) }), ...errors(401, 403) },
+          response: {
+            200: Type.Object({ publicKey: Type.String(), items: Type.Array(Checkpoint) }),
+            ...errors(401, 403),
+          },
         },
       },
       async (request) => {
         const list = await res.checkpoints.list(principalOf(request).tenantId);
-        return { publicKey: res.checkpoints.publicKeyPem(), items: list.map((c) => ({ ...c.checkpoint, valid: c.valid })) };
+        return {
+          publicKey: res.checkpoints.publicKeyPem(),
+          items: list.map((c) => ({ ...c.checkpoint, valid: c.valid })),
+        };
       },
     );
   };

@@ -12,7 +12,12 @@ const Tokens = Type.Object({
   accessToken: Type.String(),
   refreshToken: Type.String(),
   expiresIn: Type.Integer({ description: 'access token lifetime in seconds' }),
-  user: Type.Object({ id: Type.String(), email: Type.String(), name: Type.String(), isPlatformAdmin: Type.Boolean() }),
+  user: Type.Object({
+    id: Type.String(),
+    email: Type.String(),
+    name: Type.String(),
+    isPlatformAdmin: Type.Boolean(),
+  }),
   tenant: Type.Object({ id: Type.String(), slug: Type.String(), name: Type.String() }),
 });
 
@@ -44,7 +49,10 @@ export function authRoutes(res: Resources) {
           tags: ['auth'],
           summary: 'Exchange a refresh token for a new pair (each refresh token works once)',
           security: [],
-          body: Type.Object({ refreshToken: Type.String({ minLength: 1, maxLength: 200 }) }, { additionalProperties: false }),
+          body: Type.Object(
+            { refreshToken: Type.String({ minLength: 1, maxLength: 200 }) },
+            { additionalProperties: false },
+          ),
           response: { 200: Tokens, ...errors(400, 401) },
         },
       },
@@ -62,7 +70,11 @@ export function authRoutes(res: Resources) {
       },
       async (request, reply) => {
         const p = principalOf(request);
-        await logout(res, { sessionId: p.sessionId!, tenantId: p.tenantId, userId: p.userId!, label: p.label }, requestInfo(request));
+        await logout(
+          res,
+          { sessionId: p.sessionId!, tenantId: p.tenantId, userId: p.userId!, label: p.label },
+          requestInfo(request),
+        );
         return reply.code(204).send(null);
       },
     );
@@ -79,7 +91,12 @@ export function authRoutes(res: Resources) {
       },
       async (request) => {
         const p = principalOf(request);
-        return switchTenant(res, { sessionId: p.sessionId!, userId: p.userId! }, request.body.tenant, requestInfo(request));
+        return switchTenant(
+          res,
+          { sessionId: p.sessionId!, userId: p.userId! },
+          request.body.tenant,
+          requestInfo(request),
+        );
       },
     );
   };

@@ -16,7 +16,10 @@ const RoleSchema = Type.Object({
   createdAt: Type.String({ format: 'date-time' }),
 });
 
-const PermissionList = Type.Array(Type.String({ enum: ALL_PERMISSIONS }), { maxItems: 100, uniqueItems: true });
+const PermissionList = Type.Array(Type.String({ enum: ALL_PERMISSIONS }), {
+  maxItems: 100,
+  uniqueItems: true,
+});
 
 export function roleRoutes(res: Resources) {
   return async (instance: FastifyInstance) => {
@@ -25,7 +28,12 @@ export function roleRoutes(res: Resources) {
       '/roles',
       {
         config: { access: 'roles:read' },
-        schema: { tags: ['roles'], summary: 'Built-in and custom roles', querystring: PageQuery, response: { 200: Page(RoleSchema), ...errors(400, 401, 403) } },
+        schema: {
+          tags: ['roles'],
+          summary: 'Built-in and custom roles',
+          querystring: PageQuery,
+          response: { 200: Page(RoleSchema), ...errors(400, 401, 403) },
+        },
       },
       async (request) => listRoles(res, principalOf(request).tenantId, request.query),
     );
@@ -36,10 +44,16 @@ export function roleRoutes(res: Resources) {
         schema: {
           tags: ['roles'],
           summary: 'Every permission a custom role can hold',
-          response: { 200: Type.Object({ items: Type.Array(Type.Object({ name: Type.String(), description: Type.String() })) }) },
+          response: {
+            200: Type.Object({
+              items: Type.Array(Type.Object({ name: Type.String(), description: Type.String() })),
+            }),
+          },
         },
       },
-      async () => ({ items: Object.entries(PERMISSIONS).map(([name, description]) => ({ name, description })) }),
+      async () => ({
+        items: Object.entries(PERMISSIONS).map(([name, description]) => ({ name, description })),
+      }),
     );
     app.post(
       '/roles',
@@ -61,14 +75,21 @@ export function roleRoutes(res: Resources) {
       },
       async (request, reply) => {
         const p = principalOf(request);
-        return reply.code(201).send(await createRole(res, p.tenantId, actorOf(request), p.permissions, request.body));
+        return reply
+          .code(201)
+          .send(await createRole(res, p.tenantId, actorOf(request), p.permissions, request.body));
       },
     );
     app.get(
       '/roles/:id',
       {
         config: { access: 'roles:read' },
-        schema: { tags: ['roles'], summary: 'One role', params: IdParams, response: { 200: RoleSchema, ...errors(400, 401, 403, 404) } },
+        schema: {
+          tags: ['roles'],
+          summary: 'One role',
+          params: IdParams,
+          response: { 200: RoleSchema, ...errors(400, 401, 403, 404) },
+        },
       },
       async (request) => {
         const tenantId = principalOf(request).tenantId;
@@ -84,7 +105,10 @@ export function roleRoutes(res: Resources) {
           summary: 'Change a custom role',
           params: IdParams,
           body: Type.Object(
-            { description: Type.Optional(Type.String({ maxLength: 500 })), permissions: Type.Optional(PermissionList) },
+            {
+              description: Type.Optional(Type.String({ maxLength: 500 })),
+              permissions: Type.Optional(PermissionList),
+            },
             { additionalProperties: false, minProperties: 1 },
           ),
           response: { 200: RoleSchema, ...errors(400, 401, 403, 404, 409) },
@@ -99,7 +123,12 @@ export function roleRoutes(res: Resources) {
       '/roles/:id',
       {
         config: { access: 'roles:manage' },
-        schema: { tags: ['roles'], summary: 'Delete an unused custom role', params: IdParams, response: { 204: Type.Null(), ...errors(400, 401, 403, 404, 409) } },
+        schema: {
+          tags: ['roles'],
+          summary: 'Delete an unused custom role',
+          params: IdParams,
+          response: { 204: Type.Null(), ...errors(400, 401, 403, 404, 409) },
+        },
       },
       async (request, reply) => {
         await deleteRole(res, principalOf(request).tenantId, actorOf(request), request.params.id);

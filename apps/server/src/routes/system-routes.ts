@@ -11,7 +11,12 @@ export function systemRoutes(res: Resources, metrics: Registry, expectedSchemaVe
     app.get(
       '/healthz',
       {
-        schema: { tags: ['system'], summary: 'The process is alive', security: [], response: { 200: Type.Object({ ok: Type.Boolean() }) } },
+        schema: {
+          tags: ['system'],
+          summary: 'The process is alive',
+          security: [],
+          response: { 200: Type.Object({ ok: Type.Boolean() }) },
+        },
       },
       async () => ({ ok: true }),
     );
@@ -32,7 +37,9 @@ export function systemRoutes(res: Resources, metrics: Registry, expectedSchemaVe
         try {
           const version = await res.db.withSystemAccess((tx) => appliedVersion(tx));
           if (version < expectedSchemaVersion) {
-            return reply.code(503).send({ ok: false, reason: `schema version ${version}, expected ${expectedSchemaVersion}` });
+            return reply
+              .code(503)
+              .send({ ok: false, reason: `schema version ${version}, expected ${expectedSchemaVersion}` });
           }
           return { ok: true, schemaVersion: version };
         } catch {

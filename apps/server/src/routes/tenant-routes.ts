@@ -1,7 +1,13 @@
 import { Type } from '@sinclair/typebox';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Resources } from '@steward/core/resources';
-import { createTenant, getTenant, listTenants, SLUG_PATTERN, updateTenant } from '@steward/core/tenants/tenant-service';
+import {
+  createTenant,
+  getTenant,
+  listTenants,
+  SLUG_PATTERN,
+  updateTenant,
+} from '@steward/core/tenants/tenant-service';
 import type { FastifyInstance } from 'fastify';
 import { actorOf, principalOf } from '../http/request-actor.ts';
 import { Email, errors, Page, PageQuery, Password } from '../http/schemas.ts';
@@ -33,7 +39,10 @@ export function tenantRoutes(res: Resources) {
           response: {
             200: Type.Object({
               kind: Type.Union([Type.Literal('user'), Type.Literal('api_key')]),
-              user: Type.Union([Type.Object({ id: Type.String(), email: Type.String(), isPlatformAdmin: Type.Boolean() }), Type.Null()]),
+              user: Type.Union([
+                Type.Object({ id: Type.String(), email: Type.String(), isPlatformAdmin: Type.Boolean() }),
+                Type.Null(),
+              ]),
               apiKeyId: Type.Union([Type.String(), Type.Null()]),
               tenant: Type.Object({ id: Type.String(), slug: Type.String(), name: Type.String() }),
               role: Type.Union([Type.String(), Type.Null()]),
@@ -48,7 +57,8 @@ export function tenantRoutes(res: Resources) {
         const tenant = await getTenant(res, p.tenantId);
         return {
           kind: p.kind,
-          user: p.kind === 'user' ? { id: p.userId!, email: p.label, isPlatformAdmin: p.isPlatformAdmin } : null,
+          user:
+            p.kind === 'user' ? { id: p.userId!, email: p.label, isPlatformAdmin: p.isPlatformAdmin } : null,
           apiKeyId: p.apiKeyId ?? null,
           tenant: { id: tenant.id, slug: tenant.slug, name: tenant.name },
           role: p.role,
@@ -95,7 +105,11 @@ export function tenantRoutes(res: Resources) {
       '/tenant',
       {
         config: { access: 'tenant:read' },
-        schema: { tags: ['tenants'], summary: 'The current tenant and its settings', response: { 200: TenantSchema, ...errors(401, 403) } },
+        schema: {
+          tags: ['tenants'],
+          summary: 'The current tenant and its settings',
+          response: { 200: TenantSchema, ...errors(401, 403) },
+        },
       },
       async (request) => getTenant(res, principalOf(request).tenantId),
     );
@@ -107,7 +121,10 @@ export function tenantRoutes(res: Resources) {
           tags: ['tenants'],
           summary: 'Rename the tenant or change settings',
           body: Type.Object(
-            { name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })), settings: Type.Optional(Settings) },
+            {
+              name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+              settings: Type.Optional(Settings),
+            },
             { additionalProperties: false, minProperties: 1 },
           ),
           response: { 200: TenantSchema, ...errors(400, 401, 403) },

@@ -1,7 +1,13 @@
 import { Type } from '@sinclair/typebox';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Resources } from '@steward/core/resources';
-import { addMember, getMember, listMembers, removeMember, updateMember } from '@steward/core/identity/user-service';
+import {
+  addMember,
+  getMember,
+  listMembers,
+  removeMember,
+  updateMember,
+} from '@steward/core/identity/user-service';
 import type { FastifyInstance } from 'fastify';
 import { actorOf, principalOf } from '../http/request-actor.ts';
 import { Email, errors, IdParams, Page, PageQuery, Password } from '../http/schemas.ts';
@@ -28,7 +34,9 @@ export function userRoutes(res: Resources) {
         schema: {
           tags: ['users'],
           summary: 'Users of the current tenant',
-          querystring: Type.Composite([PageQuery, Type.Object({ role: Type.Optional(RoleName) })], { additionalProperties: false }),
+          querystring: Type.Composite([PageQuery, Type.Object({ role: Type.Optional(RoleName) })], {
+            additionalProperties: false,
+          }),
           response: { 200: Page(MemberSchema), ...errors(400, 401, 403) },
         },
       },
@@ -55,14 +63,21 @@ export function userRoutes(res: Resources) {
       },
       async (request, reply) => {
         const p = principalOf(request);
-        return reply.code(201).send(await addMember(res, p.tenantId, actorOf(request), request.body, p.permissions));
+        return reply
+          .code(201)
+          .send(await addMember(res, p.tenantId, actorOf(request), request.body, p.permissions));
       },
     );
     app.get(
       '/users/:id',
       {
         config: { access: 'users:read' },
-        schema: { tags: ['users'], summary: 'One user of the tenant', params: IdParams, response: { 200: MemberSchema, ...errors(400, 401, 403, 404) } },
+        schema: {
+          tags: ['users'],
+          summary: 'One user of the tenant',
+          params: IdParams,
+          response: { 200: MemberSchema, ...errors(400, 401, 403, 404) },
+        },
       },
       async (request) => getMember(res, principalOf(request).tenantId, request.params.id),
     );
@@ -87,14 +102,26 @@ export function userRoutes(res: Resources) {
       },
       async (request) => {
         const p = principalOf(request);
-        return updateMember(res, p.tenantId, actorOf(request), p.permissions, request.params.id, request.body);
+        return updateMember(
+          res,
+          p.tenantId,
+          actorOf(request),
+          p.permissions,
+          request.params.id,
+          request.body,
+        );
       },
     );
     app.delete(
       '/users/:id',
       {
         config: { access: 'users:manage' },
-        schema: { tags: ['users'], summary: 'Remove a user from the tenant', params: IdParams, response: { 204: Type.Null(), ...errors(400, 401, 403, 404, 409) } },
+        schema: {
+          tags: ['users'],
+          summary: 'Remove a user from the tenant',
+          params: IdParams,
+          response: { 204: Type.Null(), ...errors(400, 401, 403, 404, 409) },
+        },
       },
       async (request, reply) => {
         const p = principalOf(request);

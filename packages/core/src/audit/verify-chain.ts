@@ -58,12 +58,19 @@ export async function verifyChain(
     if (rows.length < BATCH) break;
   }
   const last = expectedSeq - 1;
-  const [head] = await tx<{ seq: string; hash: string }[]>`select seq, hash from audit_heads where tenant_id = ${tenantId}`;
-  if (head && Number(head.seq) > last) return broken(last + 1, `entries after ${last} were removed (the chain head is at ${head.seq})`);
-  if (head && Number(head.seq) === last && head.hash !== prevHash) return broken(last, `entry ${last} does not match the chain head`);
+  const [head] = await tx<
+    { seq: string; hash: string }[]
+  >`select seq, hash from audit_heads where tenant_id = ${tenantId}`;
+  if (head && Number(head.seq) > last)
+    return broken(last + 1, `entries after ${last} were removed (the chain head is at ${head.seq})`);
+  if (head && Number(head.seq) === last && head.hash !== prevHash)
+    return broken(last, `entry ${last} does not match the chain head`);
   if (checkpoint) {
     if (checkpoint.seq > last) {
-      return broken(last + 1, `entries after ${last} were removed (a signed checkpoint vouches for ${checkpoint.seq})`);
+      return broken(
+        last + 1,
+        `entries after ${last} were removed (a signed checkpoint vouches for ${checkpoint.seq})`,
+      );
     }
     if (hashAt.has(checkpoint.seq) && hashAt.get(checkpoint.seq) !== checkpoint.hash) {
       return broken(checkpoint.seq, `entry ${checkpoint.seq} differs from its signed checkpoint`);

@@ -54,9 +54,11 @@ export async function loadMasterKey(envValue: string | undefined, dataDir: strin
   const file = path.join(dataDir, 'master.key');
   if (!existsSync(file)) {
     await mkdir(dataDir, { recursive: true, mode: 0o700 });
-    await writeFile(file, randomBytes(32).toString('hex') + '\n', { mode: 0o600, flag: 'wx' }).catch((error) => {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    });
+    await writeFile(file, randomBytes(32).toString('hex') + '\n', { mode: 0o600, flag: 'wx' }).catch(
+      (error) => {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      },
+    );
   }
   const parsed = parseMasterKey(await readFile(file, 'utf8'));
   if (!parsed) throw new Error(`${file} does not hold a valid master key`);

@@ -24,7 +24,11 @@ export class AppError extends Error {
   /** Jobs retry only errors marked retryable. */
   readonly retryable: boolean;
 
-  constructor(code: ErrorCode, message: string, opts: { details?: Record<string, unknown>; retryable?: boolean; cause?: unknown } = {}) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    opts: { details?: Record<string, unknown>; retryable?: boolean; cause?: unknown } = {},
+  ) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = 'AppError';
     this.code = code;
@@ -35,9 +39,11 @@ export class AppError extends Error {
 }
 
 export const notFound = (what: string) => new AppError('NOT_FOUND', `${what} not found`);
-export const forbidden = (message = 'you do not have permission to do this') => new AppError('FORBIDDEN', message);
+export const forbidden = (message = 'you do not have permission to do this') =>
+  new AppError('FORBIDDEN', message);
 export const conflict = (message: string) => new AppError('CONFLICT', message);
-export const unauthenticated = (message = 'authentication required') => new AppError('UNAUTHENTICATED', message);
+export const unauthenticated = (message = 'authentication required') =>
+  new AppError('UNAUTHENTICATED', message);
 export const invalid = (message: string) => new AppError('VALIDATION_FAILED', message);
 
 /** Map a PostgreSQL error to a stable code, keeping its text (which may hold values) out of messages. */
@@ -45,7 +51,8 @@ export function fromDatabaseError(error: unknown, what = 'record'): AppError | u
   const code = (error as { code?: unknown })?.code;
   if (code === '23505') return conflict(`${what} already exists`);
   if (code === '23503') return invalid(`${what} refers to something that does not exist`);
-  if (code === '22P02' || code === '22007' || code === '22008') return invalid(`${what} has a malformed value`);
+  if (code === '22P02' || code === '22007' || code === '22008')
+    return invalid(`${what} has a malformed value`);
   if (code === '23514') return invalid(`${what} has a value that is not allowed`);
   return undefined;
 }

@@ -53,7 +53,8 @@ export class AccessTokens {
         clockTolerance: 5,
       });
       const { sub, tid, sid } = payload as { sub?: unknown; tid?: unknown; sid?: unknown };
-      if (typeof sub !== 'string' || typeof tid !== 'string' || typeof sid !== 'string') throw new Error('claims');
+      if (typeof sub !== 'string' || typeof tid !== 'string' || typeof sid !== 'string')
+        throw new Error('claims');
       if (!UUID.test(sub) || !UUID.test(tid) || !UUID.test(sid)) throw new Error('claims');
       return { userId: sub, tenantId: tid, sessionId: sid };
     } catch (error) {

@@ -89,12 +89,20 @@ export async function listApiKeys(
     const last = rows[q.limit - 1];
     return {
       items,
-      nextCursor: rows.length > q.limit && last ? encodeCursor({ t: last.created_at.toISOString(), id: last.id }) : null,
+      nextCursor:
+        rows.length > q.limit && last
+          ? encodeCursor({ t: last.created_at.toISOString(), id: last.id })
+          : null,
     };
   });
 }
 
-export async function revokeApiKey(res: Resources, tenantId: string, actor: Actor, id: string): Promise<void> {
+export async function revokeApiKey(
+  res: Resources,
+  tenantId: string,
+  actor: Actor,
+  id: string,
+): Promise<void> {
   const prefix = await res.db.withTenant(tenantId, async (tx) => {
     const [row] = await tx<{ prefix: string; revoked_at: Date | null }[]>`
       select prefix, revoked_at from api_keys where tenant_id = ${tenantId} and id = ${id} for update`;

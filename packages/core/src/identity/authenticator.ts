@@ -95,13 +95,18 @@ export class Authenticator {
         where s.id = ${sessionId} and s.user_id = ${userId}`,
       { userId },
     );
-    if (!row || row.revoked_at || row.expires_at <= new Date() || row.user_status !== 'active') return 'invalid';
+    if (!row || row.revoked_at || row.expires_at <= new Date() || row.user_status !== 'active')
+      return 'invalid';
     if (row.active_tenant_id !== tenantId) return 'invalid';
     const isPlatform = tenantId === PLATFORM_TENANT_ID;
     if (!isPlatform && row.membership_status !== 'active') return 'invalid';
     if (isPlatform && !row.is_platform_admin) return 'invalid';
     const permissions = row.role_name
-      ? rolePermissions({ name: row.role_name, builtin: !!row.role_builtin, permissions: row.role_permissions ?? [] })
+      ? rolePermissions({
+          name: row.role_name,
+          builtin: !!row.role_builtin,
+          permissions: row.role_permissions ?? [],
+        })
       : [];
     return {
       kind: 'user',
@@ -152,7 +157,11 @@ export class Authenticator {
       apiKeyId: row.id,
       role: row.role_name,
       permissions: new Set(
-        rolePermissions({ name: row.role_name, builtin: row.role_builtin, permissions: row.role_permissions }),
+        rolePermissions({
+          name: row.role_name,
+          builtin: row.role_builtin,
+          permissions: row.role_permissions,
+        }),
       ),
       isPlatformAdmin: false,
       label: `api key ${row.name}`,
@@ -165,7 +174,10 @@ export class Authenticator {
     if (this.#lastUsedWritten.get(keyId)) return;
     this.#lastUsedWritten.set(keyId, true);
     void this.#db
-      .withTenant(tenantId, (tx) => tx`update api_keys set last_used_at = now() where tenant_id = ${tenantId} and id = ${keyId}`)
+      .withTenant(
+        tenantId,
+        (tx) => tx`update api_keys set last_used_at = now() where tenant_id = ${tenantId} and id = ${keyId}`,
+      )
       .catch(() => this.#lastUsedWritten.delete(keyId));
   }
 

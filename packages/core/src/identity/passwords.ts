@@ -13,7 +13,10 @@ export function hashPassword(password: string): Promise<string> {
 // Verifying against this hash when an account does not exist keeps both answers equally slow.
 let dummy: Promise<string> | undefined;
 
-export async function verifyPassword(passwordHash: string | null | undefined, password: string): Promise<boolean> {
+export async function verifyPassword(
+  passwordHash: string | null | undefined,
+  password: string,
+): Promise<boolean> {
   if (!passwordHash) {
     dummy ??= hashPassword('steward-timing-equaliser');
     await verify(await dummy, password).catch(() => false);

@@ -42,13 +42,23 @@ export const BUILTIN_ROLES: Record<string, { description: string; permissions: P
   },
   member: {
     description: 'Submits work and follows it',
-    permissions: ['tenant:read', 'tasks:read', 'tasks:manage', 'events:create', 'approvals:read', 'playbooks:read'],
+    permissions: [
+      'tenant:read',
+      'tasks:read',
+      'tasks:manage',
+      'events:create',
+      'approvals:read',
+      'playbooks:read',
+    ],
   },
   viewer: {
     description: 'Read-only view of the work',
     permissions: ['tenant:read', 'tasks:read', 'approvals:read', 'playbooks:read'],
   },
-  auditor: { description: 'Reads everything, including the audit log; changes nothing', permissions: READ_ALL },
+  auditor: {
+    description: 'Reads everything, including the audit log; changes nothing',
+    permissions: READ_ALL,
+  },
 };
 
 export type BuiltinRoleName = keyof typeof BUILTIN_ROLES;
@@ -58,7 +68,11 @@ export function isBuiltinRole(name: string): boolean {
 }
 
 /** Permissions of a role row: built-in roles take theirs from code, custom roles from the row. */
-export function rolePermissions(role: { name: string; builtin: boolean; permissions: string[] }): Permission[] {
+export function rolePermissions(role: {
+  name: string;
+  builtin: boolean;
+  permissions: string[];
+}): Permission[] {
   if (role.builtin) return BUILTIN_ROLES[role.name]?.permissions ?? [];
   return role.permissions.filter(isPermission);
 }

@@ -2,7 +2,13 @@ import type { Tx } from '@steward/db/database';
 import { AppError, conflict, forbidden, invalid, notFound } from '../errors/app-error.ts';
 import { auditActor, type Actor, type Resources } from '../resources.ts';
 import { decodeCursor, encodeCursor, type Page } from '../shared/cursor.ts';
-import { BUILTIN_ROLES, isBuiltinRole, isPermission, rolePermissions, type Permission } from './permissions.ts';
+import {
+  BUILTIN_ROLES,
+  isBuiltinRole,
+  isPermission,
+  rolePermissions,
+  type Permission,
+} from './permissions.ts';
 
 export interface Role {
   id: string;
@@ -60,10 +66,15 @@ export async function getRole(tx: Tx, tenantId: string, id: string): Promise<Rol
 /** Nobody may grant more than they hold: a role's permissions must be a subset of the granter's. */
 export function assertCanGrant(granter: ReadonlySet<Permission>, role: Role): void {
   const missing = role.permissions.filter((p) => !granter.has(p));
-  if (missing.length) throw forbidden(`you cannot grant role "${role.name}": it holds ${missing.join(', ')}, which you do not`);
+  if (missing.length)
+    throw forbidden(`you cannot grant role "${role.name}": it holds ${missing.join(', ')}, which you do not`);
 }
 
-export async function listRoles(res: Resources, tenantId: string, q: { limit: number; cursor?: string | undefined }): Promise<Page<Role>> {
+export async function listRoles(
+  res: Resources,
+  tenantId: string,
+  q: { limit: number; cursor?: string | undefined },
+): Promise<Page<Role>> {
   const after = decodeCursor(q.cursor, ['name']);
   return res.db.withTenant(tenantId, async (tx) => {
     const rows = await tx<RoleRow[]>`
@@ -90,7 +101,8 @@ export async function createRole(
   if (isBuiltinRole(input.name)) throw conflict(`"${input.name}" is a built-in role`);
   const permissions = checkPermissions(input.permissions);
   const missing = permissions.filter((p) => !granter.has(p));
-  if (missing.length) throw forbidden(`you cannot create a role holding ${missing.join(', ')}, which you do not hold`);
+  if (missing.length)
+    throw forbidden(`you cannot create a role holding ${missing.join(', ')}, which you do not hold`);
   return res.db.withTenant(tenantId, async (tx) => {
     const [row] = await tx<RoleRow[]>`
       insert into roles (tenant_id, name, description, permissions)
@@ -121,7 +133,8 @@ export async function updateRole(
     if (role.builtin) throw new AppError('CONFLICT', 'built-in roles cannot be changed');
     const permissions = input.permissions ? checkPermissions(input.permissions) : role.permissions;
     const missing = permissions.filter((p) => !granter.has(p));
-    if (missing.length) throw forbidden(`you cannot give a role ${missing.join(', ')}, which you do not hold`);
+    if (missing.length)
+      throw forbidden(`you cannot give a role ${missing.join(', ')}, which you do not hold`);
     const [row] = await tx<RoleRow[]>`
       update roles set description = ${input.description ?? role.description}, permissions = ${permissions},
         updated_at = now()

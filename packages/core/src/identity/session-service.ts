@@ -161,7 +161,11 @@ async function revokeSession(res: Resources, tx: Tx, sessionId: string, reason: 
  * Rotate a refresh token. Each token works once; presenting a used one means it was stolen (or
  * replayed), so the whole session - every token descended from the same login - is revoked.
  */
-export async function refresh(res: Resources, refreshToken: string, info: RequestInfo): Promise<SessionTokens> {
+export async function refresh(
+  res: Resources,
+  refreshToken: string,
+  info: RequestInfo,
+): Promise<SessionTokens> {
   if (!REFRESH_PATTERN.test(refreshToken)) throw unauthenticated('invalid refresh token');
   const outcome = await res.db.withSystemAccess(async (tx) => {
     const [row] = await tx<RefreshRow[]>`
@@ -170,7 +174,8 @@ export async function refresh(res: Resources, refreshToken: string, info: Reques
       from refresh_tokens rt join sessions s on s.id = rt.session_id
       where rt.token_hash = ${sha256(refreshToken)} for update of rt, s`;
     if (!row) return { error: 'invalid refresh token' } as const;
-    if (row.revoked_at || row.session_expires_at <= new Date()) return { error: 'session is no longer valid' } as const;
+    if (row.revoked_at || row.session_expires_at <= new Date())
+      return { error: 'session is no longer valid' } as const;
     if (row.used_at) {
       await revokeSession(res, tx, row.session_id, 'refresh_token_reuse');
       return { error: 'refresh token was already used; the session is revoked', reuse: row } as const;
@@ -181,7 +186,9 @@ export async function refresh(res: Resources, refreshToken: string, info: Reques
     const list = await memberships(tx, row.user_id);
     const t =
       list.find((m) => m.tenant_id === row.active_tenant_id) ??
-      (row.active_tenant_id === PLATFORM_TENANT_ID && user?.is_platform_admin ? await platformTenant() : undefined);
+      (row.active_tenant_id === PLATFORM_TENANT_ID && user?.is_platform_admin
+        ? await platformTenant()
+        : undefined);
     if (!user || user.status !== 'active' || !t) {
       await revokeSession(res, tx, row.session_id, 'access_lost');
       return { error: 'session is no longer valid' } as const;

@@ -98,7 +98,9 @@ export function addMember(
   input: AddMemberInput,
   granter?: ReadonlySet<Permission>,
 ): Promise<Member> {
-  return res.db.withSystemAccess((tx) => addMemberInTx(res, tx, tenantId, actor, input, granter), { tenantId });
+  return res.db.withSystemAccess((tx) => addMemberInTx(res, tx, tenantId, actor, input, granter), {
+    tenantId,
+  });
 }
 
 async function getMemberInTx(tx: Tx, tenantId: string, userId: string): Promise<Member> {
@@ -137,7 +139,10 @@ export async function listMembers(
     const last = rows[q.limit - 1];
     return {
       items,
-      nextCursor: rows.length > q.limit && last ? encodeCursor({ t: last.created_at.toISOString(), id: last.id }) : null,
+      nextCursor:
+        rows.length > q.limit && last
+          ? encodeCursor({ t: last.created_at.toISOString(), id: last.id })
+          : null,
     };
   });
 }
@@ -149,7 +154,12 @@ async function ownerCount(tx: Tx, tenantId: string): Promise<number> {
   return Number(row?.n ?? 0);
 }
 
-async function revokeSessionsInTenant(res: Resources, tenantId: string, userId: string, reason: string): Promise<void> {
+async function revokeSessionsInTenant(
+  res: Resources,
+  tenantId: string,
+  userId: string,
+  reason: string,
+): Promise<void> {
   const revoked = await res.db.withSystemAccess(
     (tx) => tx<{ id: string }[]>`
       update sessions set revoked_at = now(), revoked_reason = ${reason}
@@ -172,8 +182,10 @@ export async function updateMember(
     if (input.role && input.role !== current.role) {
       const role = await getRoleByName(tx, tenantId, input.role);
       assertCanGrant(granter, role);
-      if (current.role === 'owner' && !granter.has('tenant:owner')) throw forbidden('only an owner can change an owner');
-      if (current.role === 'owner' && (await ownerCount(tx, tenantId)) <= 1) throw conflict('a tenant needs at least one owner');
+      if (current.role === 'owner' && !granter.has('tenant:owner'))
+        throw forbidden('only an owner can change an owner');
+      if (current.role === 'owner' && (await ownerCount(tx, tenantId)) <= 1)
+        throw conflict('a tenant needs at least one owner');
       await tx`update memberships set role_id = ${role.id}, updated_at = now() where tenant_id = ${tenantId} and user_id = ${userId}`;
     }
     if (input.status && input.status !== current.status) {

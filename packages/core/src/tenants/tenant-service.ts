@@ -76,7 +76,9 @@ export async function createTenant(res: Resources, actor: Actor, input: CreateTe
 }
 
 export async function findTenantBySlug(res: Resources, slug: string): Promise<Tenant | null> {
-  const [row] = await res.db.withSystemAccess((tx) => tx<TenantRow[]>`select * from tenants where slug = ${slug}`);
+  const [row] = await res.db.withSystemAccess(
+    (tx) => tx<TenantRow[]>`select * from tenants where slug = ${slug}`,
+  );
   return row && row.id !== PLATFORM_TENANT_ID ? toTenant(row) : null;
 }
 
@@ -86,7 +88,10 @@ export async function getTenantBySlug(res: Resources, slug: string): Promise<Ten
   return tenant;
 }
 
-export async function listTenants(res: Resources, q: { limit: number; cursor?: string | undefined }): Promise<Page<Tenant>> {
+export async function listTenants(
+  res: Resources,
+  q: { limit: number; cursor?: string | undefined },
+): Promise<Page<Tenant>> {
   const after = decodeCursor(q.cursor, ['slug']);
   const rows = await res.db.withSystemAccess(
     (tx) => tx<TenantRow[]>`
@@ -105,7 +110,10 @@ export async function countTenants(res: Resources): Promise<number> {
 }
 
 export async function getTenant(res: Resources, tenantId: string): Promise<Tenant> {
-  const [row] = await res.db.withTenant(tenantId, (tx) => tx<TenantRow[]>`select * from tenants where id = ${tenantId}`);
+  const [row] = await res.db.withTenant(
+    tenantId,
+    (tx) => tx<TenantRow[]>`select * from tenants where id = ${tenantId}`,
+  );
   if (!row) throw notFound('tenant');
   return toTenant(row);
 }
