@@ -22,15 +22,23 @@ export interface OpenOptions {
   log?: (message: string) => void;
   /** Apply pending migrations first (default true). */
   migrate?: boolean;
+  /** A long-running server: adopt an embedded PostgreSQL orphaned by a killed run. */
+  longRunning?: boolean;
 }
 
 /** The owner connection URL: DATABASE_URL, or the embedded cluster (started or adopted). */
 export async function ownerDatabase(
   config: Config,
   log: (m: string) => void,
+  takeOwnership = false,
 ): Promise<{ url: string; embedded?: EmbeddedPostgres }> {
   if (config.databaseUrl) return { url: config.databaseUrl };
-  const embedded = await startEmbeddedPostgres({ dataDir: config.dataDir, port: config.embeddedPgPort, log });
+  const embedded = await startEmbeddedPostgres({
+    dataDir: config.dataDir,
+    port: config.embeddedPgPort,
+    log,
+    takeOwnership,
+  });
   return { url: embedded.url, embedded };
 }
 
@@ -42,7 +50,7 @@ export function runtimeRolePassword(master: MasterKey): string {
 export async function openRuntime(config: Config, opts: OpenOptions = {}): Promise<Runtime> {
   const log = opts.log ?? (() => {});
   const master = await loadMasterKey(config.masterKey, config.dataDir);
-  const { url: ownerUrl, embedded } = await ownerDatabase(config, log);
+  const { url: ownerUrl, embedded } = await ownerDatabase(config, log, opts.longRunning);
   let db: Database | undefined;
   try {
     const owner = connect(ownerUrl, { max: 2, applicationName: 'steward-owner' });

@@ -15,13 +15,18 @@ export interface EmbeddedPostgresOptions {
   /** TCP port on 127.0.0.1; 0 picks a free one. */
   port: number;
   log?: (message: string) => void;
+  /**
+   * Long-running servers pass true: a cluster left running by a process that is gone (killed with
+   * SIGKILL) is adopted and stopped by this process at exit. One-shot commands leave it alone.
+   */
+  takeOwnership?: boolean;
 }
 
 export interface EmbeddedPostgres {
   /** Owner (superuser) connection URL to the `steward` database. */
   url: string;
   port: number;
-  /** True when this process started the server (and so stops it). */
+  /** True when this process started (or took over) the server, and so stops it. */
   startedHere: boolean;
   stop(): Promise<void>;
 }
@@ -185,11 +190,16 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
     }
     const password = (await readFile(passwordFile, 'utf8')).trim();
 
+    const ownerFile = path.join(dataDir, 'postgres.owner');
     const existing = await runningPort(pgdata);
     if (existing) {
-      log(`using the embedded PostgreSQL already running on port ${existing}`);
+      const owner = Number(await readFile(ownerFile, 'utf8').catch(() => '0'));
+      const orphaned = !(owner > 0 && processAlive(owner));
+      const adopt = !!opts.takeOwnership && orphaned;
+      log(`using the embedded PostgreSQL already running on port ${existing}${adopt ? ' (taking it over)' : ''}`);
+      if (adopt) await writeFile(ownerFile, String(process.pid));
       await ensureDatabase(existing, password);
-      return handle(existing, password, false);
+      return handle(existing, password, adopt);
     }
 
     const port = opts.port || (await freePort());
@@ -216,6 +226,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
         `embedded PostgreSQL did not start on port ${port}: ${error.stderr?.trim() || error.message}\n${tail}`,
       );
     });
+    await writeFile(ownerFile, String(process.pid));
     await ensureDatabase(port, password);
     return handle(port, password, true);
   });
