@@ -7,8 +7,12 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { installAuthentication } from './http/authenticate.ts';
 import { installErrorHandling } from './http/error-handler.ts';
 import { installMetrics } from './http/metrics.ts';
+import { installRouteTable } from './http/route-table.ts';
 import { ErrorResponse } from './http/schemas.ts';
 import { apiKeyRoutes } from './routes/api-key-routes.ts';
+import { approvalRoutes } from './routes/approval-routes.ts';
+import { playbookRoutes } from './routes/playbook-routes.ts';
+import { taskRoutes } from './routes/task-routes.ts';
 import { auditRoutes } from './routes/audit-routes.ts';
 import { authRoutes } from './routes/auth-routes.ts';
 import { roleRoutes } from './routes/role-routes.ts';
@@ -25,19 +29,16 @@ export interface AppOptions {
   expectedSchemaVersion: number;
 }
 
-/** Headers and body fields that must never reach a log. */
+const SECRET_FIELDS = ['password', 'newPassword', 'refreshToken', 'accessToken', 'token', 'key', 'secret'];
+
+/** Headers and body fields that must never reach a log (`*.x` does not match a top-level `x`). */
 export const REDACT_PATHS = [
   'req.headers.authorization',
   'req.headers.cookie',
   'req.headers["x-api-key"]',
   'res.headers["set-cookie"]',
-  '*.password',
-  '*.newPassword',
-  '*.refreshToken',
-  '*.accessToken',
-  '*.token',
-  '*.key',
-  '*.secret',
+  ...SECRET_FIELDS,
+  ...SECRET_FIELDS.map((field) => `*.${field}`),
 ];
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
@@ -54,11 +55,14 @@ export async function buildApp(res: Resources, opts: AppOptions): Promise<Fastif
       return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
     },
     ajv: {
-      customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false },
+      customOptions: { removeAdditional: false, coerceTypes: true, useDefaults: true, allErrors: false },
     },
     return503OnClosing: true,
     forceCloseConnections: 'idle',
   });
+  installRouteTable(app);
+  // JSON only: Fastify also parses text/plain by default, a type a cross-site form can send.
+  app.removeContentTypeParser('text/plain');
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
@@ -72,6 +76,8 @@ export async function buildApp(res: Resources, opts: AppOptions): Promise<Fastif
         styleSrc: ["'self'", "'unsafe-inline'"],
         imgSrc: ["'self'", 'data:'],
         frameAncestors: ["'none'"],
+        // Plain-HTTP local installations must keep working; TLS deployments add HSTS at the proxy.
+        upgradeInsecureRequests: null,
       },
     },
     hsts: false,
@@ -106,6 +112,9 @@ export async function buildApp(res: Resources, opts: AppOptions): Promise<Fastif
       await api.register(roleRoutes(res));
       await api.register(apiKeyRoutes(res));
       await api.register(auditRoutes(res));
+      await api.register(taskRoutes(res));
+      await api.register(approvalRoutes(res));
+      await api.register(playbookRoutes(res));
     },
     { prefix: '/api/v1' },
   );

@@ -23,6 +23,12 @@ export interface Config {
   bodyLimit: number;
   accessTokenTtl: number;
   trustProxy: boolean;
+  /** Seconds a running step holds its lease before the reaper may recover it. */
+  stepLeaseSeconds: number;
+  /** Steps one tenant may run at once. */
+  tenantConcurrency: number;
+  /** Jobs one worker process runs at once. */
+  workerConcurrency: number;
   llm: {
     provider: LlmProvider;
     anthropicApiKey: string | undefined;
@@ -51,6 +57,10 @@ export const ENVIRONMENT = {
   STEWARD_BODY_LIMIT: 'largest accepted request body in bytes (default 1048576)',
   STEWARD_ACCESS_TOKEN_TTL: 'access token lifetime in seconds (default 900)',
   STEWARD_TRUST_PROXY: '1 when behind a reverse proxy that sets X-Forwarded-For (default off)',
+  STEWARD_STEP_LEASE_SECONDS: 'seconds before a step whose worker died is recovered (default 60)',
+  STEWARD_TENANT_CONCURRENCY:
+    'steps one tenant may run at once (default 4; tenant setting maxConcurrentSteps overrides)',
+  STEWARD_WORKER_CONCURRENCY: 'jobs one worker process runs at once (default 8)',
   STEWARD_LLM_PROVIDER: 'rules (default), anthropic or openai',
   ANTHROPIC_API_KEY: 'API key for STEWARD_LLM_PROVIDER=anthropic',
   OPENAI_API_KEY: 'API key for STEWARD_LLM_PROVIDER=openai',
@@ -163,6 +173,9 @@ export function loadConfig(
     bodyLimit: int('STEWARD_BODY_LIMIT', 1_048_576, 1024, 100 * 1_048_576),
     accessTokenTtl: int('STEWARD_ACCESS_TOKEN_TTL', 900, 30, 86_400),
     trustProxy: bool('STEWARD_TRUST_PROXY'),
+    stepLeaseSeconds: int('STEWARD_STEP_LEASE_SECONDS', 60, 2, 86_400),
+    tenantConcurrency: int('STEWARD_TENANT_CONCURRENCY', 4, 1, 1000),
+    workerConcurrency: int('STEWARD_WORKER_CONCURRENCY', 8, 1, 200),
     llm: { provider, anthropicApiKey, openaiApiKey, openaiBaseUrl, model: str('STEWARD_LLM_MODEL') },
   };
   if (problems.length) throw new ConfigError(problems);

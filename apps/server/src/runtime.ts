@@ -1,5 +1,6 @@
 import { connect, createDatabase, type Database } from '@steward/db/database';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '@steward/db/embedded-postgres';
+import { migrateJobQueue } from '@steward/db/job-queue-schema';
 import { migrate } from '@steward/db/migrate';
 import { checkRuntimeRole, ensureRuntimeRole, grantAppRole } from '@steward/db/runtime-role';
 import { AuditLog } from '@steward/core/audit/audit-log';
@@ -10,9 +11,12 @@ import { AccessTokens } from '@steward/core/identity/access-tokens';
 import { Authenticator } from '@steward/core/identity/authenticator';
 import type { Resources } from '@steward/core/resources';
 import type { Config } from './config.ts';
+import { builtinTools } from './tools.ts';
 
 export interface Runtime {
   res: Resources;
+  /** The runtime (non-owner) connection URL, for the job queue's own pool. */
+  appUrl: string;
   checkpointer: Checkpointer;
   /** Close in reverse order of opening: checkpoints, pool, embedded PostgreSQL. */
   close(): Promise<void>;
@@ -59,6 +63,7 @@ export async function openRuntime(config: Config, opts: OpenOptions = {}): Promi
       if (opts.migrate !== false) {
         const result = await migrate(owner);
         if (result.applied.length) log(`applied migrations: ${result.applied.join(', ')}`);
+        await migrateJobQueue(ownerUrl, owner);
       }
       if (config.databaseAppUrl) {
         appUrl = config.databaseAppUrl;
@@ -91,11 +96,18 @@ export async function openRuntime(config: Config, opts: OpenOptions = {}): Promi
       checkpoints,
       tokens,
       auth: new Authenticator(db, tokens),
+      tools: builtinTools(config.dataDir),
+      executor: {
+        leaseSeconds: config.stepLeaseSeconds,
+        tenantConcurrency: config.tenantConcurrency,
+        running: new Map(),
+      },
       dataDir: config.dataDir,
     };
     const database = db;
     return {
       res,
+      appUrl,
       checkpointer,
       async close() {
         await checkpointer.stop().catch(() => {});

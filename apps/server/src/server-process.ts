@@ -4,6 +4,7 @@ import { buildApp, REDACT_PATHS } from './app.ts';
 import type { Config } from './config.ts';
 import { DEMO_SLUG, provisionDemo } from './demo.ts';
 import { openRuntime } from './runtime.ts';
+import { startWorker, type WorkerHandle } from './worker/worker-runner.ts';
 
 export type Role = 'all' | 'api' | 'worker';
 
@@ -19,6 +20,7 @@ export async function runServer(config: Config, role: Role): Promise<void> {
   runtime.checkpointer.start();
 
   let app: Awaited<ReturnType<typeof buildApp>> | undefined;
+  let worker: WorkerHandle | undefined;
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) {
@@ -34,6 +36,7 @@ export async function runServer(config: Config, role: Role): Promise<void> {
     timer.unref();
     try {
       await app?.close();
+      await worker?.stop();
       await runtime.close();
       logger.info('stopped');
       process.exit(0);
@@ -62,6 +65,13 @@ export async function runServer(config: Config, role: Role): Promise<void> {
         process.stdout.write(lines.join('\n') + '\n');
       }
     }
+    if (role !== 'api') {
+      worker = await startWorker(res, {
+        appUrl: runtime.appUrl,
+        concurrency: config.workerConcurrency,
+        log: (level, message) => logger[level](message),
+      });
+    }
     if (role !== 'worker') {
       const migrations = await loadMigrations();
       app = await buildApp(res, {
@@ -73,11 +83,12 @@ export async function runServer(config: Config, role: Role): Promise<void> {
       await app.listen({ port: config.port, host: config.host });
       logger.info(`Steward API on ${config.baseUrl} (docs at ${config.baseUrl}/docs)`);
     } else {
-      logger.info('Steward worker running (audit checkpoints)');
+      logger.info('Steward worker running');
     }
   } catch (error) {
     logger.error({ err: error }, 'start-up failed');
     await app?.close().catch(() => {});
+    await worker?.stop();
     await runtime.close();
     throw error;
   }

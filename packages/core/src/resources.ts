@@ -4,6 +4,7 @@ import type { CheckpointStore } from './audit/checkpoint-store.ts';
 import type { MasterKey } from './crypto/master-key.ts';
 import type { AccessTokens } from './identity/access-tokens.ts';
 import type { Authenticator } from './identity/authenticator.ts';
+import type { ToolRegistry } from './tools/tool-registry.ts';
 
 /** Everything the domain code needs, wired by hand in one place (see apps/server/src/resources.ts). */
 export interface Resources {
@@ -13,7 +14,18 @@ export interface Resources {
   checkpoints: CheckpointStore;
   tokens: AccessTokens;
   auth: Authenticator;
+  tools: ToolRegistry;
+  executor: ExecutorSettings;
   dataDir: string;
+}
+
+export interface ExecutorSettings {
+  /** A running step whose worker stops renewing this lease is recovered by the reaper. */
+  leaseSeconds: number;
+  /** Steps one tenant may run at once (tenant setting `maxConcurrentSteps` overrides). */
+  tenantConcurrency: number;
+  /** Abort controllers of the steps running in this process, by step id (for cancel). */
+  running: Map<string, AbortController>;
 }
 
 /** Who is acting, for the audit log. */

@@ -41,6 +41,11 @@ export interface DatabaseOptions {
   max?: number;
   /** application_name shown in pg_stat_activity */
   applicationName?: string;
+  /**
+   * Run on this pool instead of opening one from `url` (tests use it to look at a pooled
+   * connection between two transactions). Closing the database ends it.
+   */
+  pool?: Sql;
 }
 
 export function connect(url: string, opts: { max?: number; applicationName?: string } = {}): Sql {
@@ -56,7 +61,8 @@ export function connect(url: string, opts: { max?: number; applicationName?: str
 /** The runtime database: every query goes through withTenant or withSystemAccess. */
 export function createDatabase(options: DatabaseOptions): Database {
   const max = options.max ?? 10;
-  const sql = connect(options.url, { max, applicationName: options.applicationName ?? 'steward-app' });
+  const sql =
+    options.pool ?? connect(options.url, { max, applicationName: options.applicationName ?? 'steward-app' });
   let inUse = 0;
   let waiting = 0;
 

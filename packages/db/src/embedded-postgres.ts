@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { chmod, chown, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { arch, platform, tmpdir } from 'node:os';
@@ -104,10 +104,19 @@ async function runningPort(pgdata: string): Promise<number | undefined> {
 function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
   }
+  // A killed postmaster stays a zombie while nobody reaps it (a container whose PID 1 does not reap
+  // orphans): it answers kill(0) but runs no more.
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return !existsSync('/proc/self/stat'); // no procfs (macOS): trust kill(0)
+  }
+  const state = stat.charAt(stat.lastIndexOf(')') + 2);
+  return state !== 'Z' && state !== 'X';
 }
 
 async function withLock<T>(lockDir: string, fn: () => Promise<T>): Promise<T> {
@@ -196,7 +205,9 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
       const owner = Number(await readFile(ownerFile, 'utf8').catch(() => '0'));
       const orphaned = !(owner > 0 && processAlive(owner));
       const adopt = !!opts.takeOwnership && orphaned;
-      log(`using the embedded PostgreSQL already running on port ${existing}${adopt ? ' (taking it over)' : ''}`);
+      log(
+        `using the embedded PostgreSQL already running on port ${existing}${adopt ? ' (taking it over)' : ''}`,
+      );
       if (adopt) await writeFile(ownerFile, String(process.pid));
       await ensureDatabase(existing, password);
       return handle(existing, password, adopt);

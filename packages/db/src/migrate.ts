@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Sql } from './database.ts';
 
@@ -16,7 +17,7 @@ export async function loadMigrations(dir = MIGRATIONS_DIR): Promise<Migration[]>
   const files = (await readdir(dir)).filter((f) => /^\d{4}_[a-z0-9_]+\.sql$/.test(f)).sort();
   return Promise.all(
     files.map(async (file) => {
-      const sql = await readFile(dir + file, 'utf8');
+      const sql = await readFile(path.join(dir, file), 'utf8');
       return {
         version: Number(file.slice(0, 4)),
         name: file.replace(/\.sql$/, ''),

@@ -54,20 +54,34 @@ export interface RuntimeRoleCheck {
 
 /**
  * Refuse a runtime role that could bypass row-level security: a superuser, a BYPASSRLS role,
- * or the owner of any Steward table (owners are exempt from RLS unless it is forced; we force
- * it, but an owner could also turn it off).
+ * the owner of any Steward table (owners are exempt from RLS unless it is forced; we force
+ * it, but an owner could also turn it off), or a member of a role that is any of these (a member
+ * can SET ROLE to it, or uses its ownership directly).
  */
 export async function checkRuntimeRole(app: Sql): Promise<RuntimeRoleCheck> {
   const [role] = await app<{ rolname: string; rolsuper: boolean; rolbypassrls: boolean }[]>`
     select rolname, rolsuper, rolbypassrls from pg_roles where rolname = current_user`;
-  const owned = await app<{ tablename: string }[]>`
-    select tablename from pg_tables where schemaname = 'public' and tableowner = current_user`;
+  const owned = await app<{ tablename: string; direct: boolean }[]>`
+    select tablename, tableowner = current_user as direct from pg_tables
+    where schemaname = 'public' and pg_has_role(current_user, tableowner, 'MEMBER') order by tablename`;
+  const groups = await app<{ rolname: string; rolsuper: boolean; rolbypassrls: boolean }[]>`
+    select rolname, rolsuper, rolbypassrls from pg_roles
+    where rolname <> current_user and (rolsuper or rolbypassrls) and pg_has_role(current_user, oid, 'MEMBER')
+    order by rolname`;
   const problems: string[] = [];
   if (!role) problems.push('current_user not found in pg_roles');
   else {
     if (role.rolsuper) problems.push(`role ${role.rolname} is a superuser`);
     if (role.rolbypassrls) problems.push(`role ${role.rolname} has BYPASSRLS`);
   }
-  if (owned.length) problems.push(`role owns tables: ${owned.map((t) => t.tablename).join(', ')}`);
+  for (const g of groups) {
+    problems.push(
+      `role ${role?.rolname} is a member of ${g.rolname}, a ${g.rolsuper ? 'superuser' : 'BYPASSRLS role'}`,
+    );
+  }
+  const direct = owned.filter((t) => t.direct).map((t) => t.tablename);
+  const inherited = owned.filter((t) => !t.direct).map((t) => t.tablename);
+  if (direct.length) problems.push(`role owns tables: ${direct.join(', ')}`);
+  if (inherited.length) problems.push(`role can act as the owner of tables: ${inherited.join(', ')}`);
   return { role: role?.rolname ?? '?', problems };
 }

@@ -1,6 +1,6 @@
 import { createPrivateKey, createPublicKey, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { link, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 /**
@@ -54,11 +54,17 @@ export async function loadMasterKey(envValue: string | undefined, dataDir: strin
   const file = path.join(dataDir, 'master.key');
   if (!existsSync(file)) {
     await mkdir(dataDir, { recursive: true, mode: 0o700 });
-    await writeFile(file, randomBytes(32).toString('hex') + '\n', { mode: 0o600, flag: 'wx' }).catch(
-      (error) => {
+    // Written under a private name, then linked into place (which fails if the file exists): a process
+    // starting at the same moment sees no key file or a complete one, never a half-written one.
+    const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}`;
+    await writeFile(tmp, randomBytes(32).toString('hex') + '\n', { mode: 0o600, flag: 'wx' });
+    try {
+      await link(tmp, file).catch((error: unknown) => {
         if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      },
-    );
+      });
+    } finally {
+      await rm(tmp, { force: true });
+    }
   }
   const parsed = parseMasterKey(await readFile(file, 'utf8'));
   if (!parsed) throw new Error(`${file} does not hold a valid master key`);

@@ -1,4 +1,4 @@
-import { conflict, notFound } from '../errors/app-error.ts';
+import { conflict, invalid, notFound } from '../errors/app-error.ts';
 import { auditActor, type Actor, type Resources } from '../resources.ts';
 import { decodeCursor, encodeCursor, type Page } from '../shared/cursor.ts';
 import { randomToken, sha256 } from '../shared/secrets.ts';
@@ -50,6 +50,9 @@ export async function createApiKey(
   input: { name: string; role: string; expiresAt?: string | undefined; createdBy?: string | undefined },
   granter?: ReadonlySet<Permission>,
 ): Promise<{ apiKey: ApiKey; key: string }> {
+  if (input.expiresAt !== undefined && !(new Date(input.expiresAt).getTime() > Date.now())) {
+    throw invalid('body/expiresAt must be in the future');
+  }
   const prefix = randomToken(12);
   const secret = randomToken(40);
   return res.db.withTenant(tenantId, async (tx) => {

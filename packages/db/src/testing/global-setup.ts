@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { connect } from '../database.ts';
 import { startEmbeddedPostgres, withDatabase, type EmbeddedPostgres } from '../embedded-postgres.ts';
+import { migrateJobQueue } from '../job-queue-schema.ts';
 import { migrate } from '../migrate.ts';
 
 declare module 'vitest' {
@@ -42,6 +43,7 @@ export async function setup(project: TestProject): Promise<void> {
   const owner = connect(withDatabase(adminUrl, template), { max: 1 });
   try {
     await migrate(owner);
+    await migrateJobQueue(withDatabase(adminUrl, template), owner);
   } finally {
     await owner.end();
   }

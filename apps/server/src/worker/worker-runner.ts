@@ -1,0 +1,78 @@
+import { expireApproval } from '@steward/core/approvals/approval-service';
+import type { JobPayloads } from '@steward/core/executor/job-queue';
+import { reapStep, runStep } from '@steward/core/executor/run-step';
+import { planTask } from '@steward/core/planner/plan-task';
+import type { Resources } from '@steward/core/resources';
+import { isUuid } from '@steward/db/database';
+import { Logger, run, type Runner, type Task } from 'graphile-worker';
+import pg from 'pg';
+import postgres from 'postgres';
+
+export interface WorkerOptions {
+  /** Runtime (non-owner) connection URL. */
+  appUrl: string;
+  concurrency?: number;
+  pollIntervalMs?: number;
+  log?: (level: 'error' | 'warn' | 'info', message: string) => void;
+}
+
+export interface WorkerHandle {
+  stop(): Promise<void>;
+}
+
+/** Each job's payload must name a tenant and uuids only; anything else is dropped, not retried. */
+function handler<N extends keyof JobPayloads>(fn: (p: JobPayloads[N]) => Promise<void>): Task {
+  return async (payload, helpers) => {
+    const p = payload as Record<string, unknown>;
+    if (!p || typeof p !== 'object' || !Object.values(p).every(isUuid)) {
+      helpers.logger.error(`dropped a ${helpers.job.task_identifier} job with a malformed payload`);
+      return;
+    }
+    await fn(p as JobPayloads[N]);
+  };
+}
+
+/**
+ * The durable executor: graphile-worker runs the jobs (SKIP LOCKED, LISTEN/NOTIFY); our handlers
+ * keep the product state (tasks, steps, approvals) in our own tables. A cancel notification aborts
+ * steps running in this process.
+ */
+export async function startWorker(res: Resources, opts: WorkerOptions): Promise<WorkerHandle> {
+  const log = opts.log ?? (() => {});
+  const pool = new pg.Pool({ connectionString: opts.appUrl, max: (opts.concurrency ?? 8) + 2 });
+  pool.on('error', (e) => log('warn', `job queue connection error: ${e.message}`));
+  const logger = new Logger((scope) => (level, message) => {
+    if (level === 'error' || level === 'warning')
+      log(level === 'error' ? 'error' : 'warn', `[queue${scope.label ? ' ' + scope.label : ''}] ${message}`);
+  });
+  const runner: Runner = await run({
+    pgPool: pool,
+    concurrency: opts.concurrency ?? 8,
+    pollInterval: opts.pollIntervalMs ?? 1000,
+    noHandleSignals: true,
+    logger,
+    taskList: {
+      'plan-task': handler<'plan-task'>((p) => planTask(res, p.tenantId, p.taskId)),
+      'run-step': handler<'run-step'>((p) => runStep(res, p.tenantId, p.stepId)),
+      'reap-step': handler<'reap-step'>((p) => reapStep(res, p.tenantId, p.stepId)),
+      'expire-approval': handler<'expire-approval'>((p) => expireApproval(res, p.tenantId, p.approvalId)),
+    },
+  });
+  const listener = postgres(opts.appUrl, { max: 1, onnotice: () => {} });
+  const subscription = await listener.listen('steward_cancel', (payload) => {
+    try {
+      const { stepIds } = JSON.parse(payload) as { stepIds: string[] };
+      for (const id of stepIds) res.executor.running.get(id)?.abort();
+    } catch {
+      // ignore malformed notifications
+    }
+  });
+  return {
+    async stop() {
+      await subscription.unlisten().catch(() => {});
+      await listener.end({ timeout: 2 }).catch(() => {});
+      await runner.stop().catch(() => {});
+      await pool.end().catch(() => {});
+    },
+  };
+}

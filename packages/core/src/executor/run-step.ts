@@ -1,0 +1,281 @@
+import type { Tx } from '@steward/db/database';
+import { actionHash } from '../approvals/action-hash.ts';
+import { auditActor, SYSTEM_ACTOR, type Resources } from '../resources.ts';
+import type { ApprovalRow, StepRow, TaskRow } from '../tasks/task-types.ts';
+import { ToolError, type Tool } from '../tools/tool.ts';
+import { advance, advanceCompensation, approvedFor } from './advance.ts';
+import { enqueue } from './job-queue.ts';
+
+/** Exponential backoff with full jitter: 1 s, 2 s, 4 s, ... capped at 5 minutes. */
+export function backoffMs(attempt: number, random = Math.random): number {
+  const ceiling = Math.min(300_000, 1000 * 2 ** Math.max(0, attempt - 1));
+  return Math.round(ceiling / 2 + random() * (ceiling / 2));
+}
+
+/** Error details safe to store and show: a code and a message, never a stack or a secret-bearing cause. */
+function errorInfo(error: unknown): { code: string; message: string; retryable: boolean } {
+  if (error instanceof ToolError)
+    return { code: error.code, message: error.message.slice(0, 1000), retryable: error.retryable };
+  if ((error as Error)?.name === 'AbortError')
+    return { code: 'CANCELLED', message: 'the call was cancelled', retryable: false };
+  return {
+    code: 'TOOL_FAILED',
+    message: String((error as Error)?.message ?? error).slice(0, 1000),
+    retryable: true,
+  };
+}
+
+type Claim = { kind: 'skip' } | { kind: 'run'; step: StepRow; task: TaskRow; tool: Tool; tenantSlug: string };
+
+/**
+ * Claim a step for execution, in its own transaction: re-check everything (task not cancelled,
+ * approval still valid for exactly these arguments, tenant under its concurrency limit), take a
+ * lease and consume the approval. Returns what to run, or nothing.
+ */
+async function claim(res: Resources, tenantId: string, stepId: string): Promise<Claim> {
+  return res.db.withTenant(tenantId, async (tx) => {
+    const [step] = await tx<
+      StepRow[]
+    >`select * from steps where tenant_id = ${tenantId} and id = ${stepId} for update`;
+    if (!step) return { kind: 'skip' };
+    const [task] = await tx<
+      TaskRow[]
+    >`select * from tasks where tenant_id = ${tenantId} and id = ${step.task_id}`;
+    if (!task) return { kind: 'skip' };
+    const expiredLease =
+      step.status === 'running' && step.lease_expires_at !== null && step.lease_expires_at <= new Date();
+    if (step.status !== 'ready' && !expiredLease) return { kind: 'skip' };
+    if (task.cancel_requested || task.status === 'cancelled') {
+      await tx`update steps set status = 'cancelled', updated_at = now() where tenant_id = ${tenantId} and id = ${stepId}`;
+      return { kind: 'skip' };
+    }
+    const [tenant] = await tx<{ slug: string; settings: Record<string, unknown> }[]>`
+      select slug, settings from tenants where id = ${tenantId}`;
+    const tool = res.tools.forTenant(tenant?.settings ?? {}).get(step.tool);
+    if (!tool) {
+      await finish(res, tx, step, 'dead', null, {
+        code: 'TOOL_UNAVAILABLE',
+        message: `tool ${step.tool} is not available`,
+        retryable: false,
+      });
+      return { kind: 'skip' };
+    }
+    // The arguments must still be exactly what was planned (and approved).
+    if (actionHash(step.tool, step.args) !== step.action_hash) {
+      await finish(res, tx, step, 'dead', null, {
+        code: 'ACTION_CHANGED',
+        message: 'the step no longer matches its approved action',
+        retryable: false,
+      });
+      return { kind: 'skip' };
+    }
+    let approval: ApprovalRow | undefined;
+    if (step.kind === 'action' && step.needs_approval) {
+      const approvals = await tx<ApprovalRow[]>`
+        select * from approvals where tenant_id = ${tenantId} and task_id = ${step.task_id} and status = 'approved'`;
+      approval = approvedFor(step, approvals);
+      if (!approval) {
+        await tx`update steps set status = 'awaiting_approval', updated_at = now() where tenant_id = ${tenantId} and id = ${stepId}`;
+        await advance(res, tx, tenantId, step.task_id);
+        return { kind: 'skip' };
+      }
+    }
+    const limit =
+      Number((tenant?.settings as { maxConcurrentSteps?: unknown })?.maxConcurrentSteps) ||
+      res.executor.tenantConcurrency;
+    const [{ n } = { n: '0' }] = await tx<{ n: string }[]>`
+      select count(*) as n from steps where tenant_id = ${tenantId} and status = 'running' and lease_expires_at > now()`;
+    if (Number(n) >= limit) {
+      // Fairness: this tenant is at its limit; try again shortly instead of holding a worker.
+      await enqueue(
+        tx,
+        'run-step',
+        { tenantId, stepId },
+        { jobKey: `step:${stepId}`, runAt: new Date(Date.now() + 250) },
+      );
+      return { kind: 'skip' };
+    }
+    const lease = new Date(Date.now() + res.executor.leaseSeconds * 1000);
+    await tx`update steps set status = 'running', attempts = attempts + 1, lease_expires_at = ${lease},
+               started_at = coalesce(started_at, now()), updated_at = now()
+             where tenant_id = ${tenantId} and id = ${stepId}`;
+    step.attempts += 1;
+    if (approval && approval.scope === 'step' && !approval.used_at) {
+      await tx`update approvals set used_at = now() where tenant_id = ${tenantId} and id = ${approval.id}`;
+    }
+    if (task.status !== 'executing') {
+      await tx`update tasks set status = 'executing', updated_at = now() where tenant_id = ${tenantId} and id = ${task.id}`;
+    }
+    // If this worker dies, the reaper picks the step up when the lease runs out.
+    await enqueue(
+      tx,
+      'reap-step',
+      { tenantId, stepId },
+      { runAt: new Date(lease.getTime() + 1000), jobKey: `reap:${stepId}` },
+    );
+    await res.audit.append(tx, tenantId, {
+      ...auditActor(SYSTEM_ACTOR),
+      action: 'step.started',
+      targetType: 'step',
+      targetId: stepId,
+      details: {
+        taskId: step.task_id,
+        tool: step.tool,
+        attempt: step.attempts,
+        approvalId: approval?.id ?? null,
+      },
+    });
+    return { kind: 'run', step, task, tool, tenantSlug: tenant!.slug };
+  });
+}
+
+async function finish(
+  res: Resources,
+  tx: Tx,
+  step: StepRow,
+  status: 'succeeded' | 'dead' | 'failed',
+  result: Record<string, unknown> | null,
+  error: { code: string; message: string; retryable: boolean } | null,
+): Promise<void> {
+  const tenantId = step.tenant_id;
+  await tx`update steps set status = ${status}, result = ${result ? tx.json(result as never) : null},
+             error = ${error ? tx.json(error as never) : null}, lease_expires_at = null, finished_at = now(), updated_at = now()
+           where tenant_id = ${tenantId} and id = ${step.id}`;
+  step.status = status;
+  await res.audit.append(tx, tenantId, {
+    ...auditActor(SYSTEM_ACTOR),
+    action: status === 'succeeded' ? 'step.succeeded' : 'step.failed',
+    outcome: status === 'succeeded' ? 'success' : 'failure',
+    targetType: 'step',
+    targetId: step.id,
+    details: { taskId: step.task_id, tool: step.tool, attempt: step.attempts, error: error?.code ?? null },
+  });
+  if (step.kind === 'compensation') {
+    if (status === 'succeeded' && step.compensates) {
+      await tx`update steps set status = 'compensated', updated_at = now() where tenant_id = ${tenantId} and id = ${step.compensates}`;
+    }
+    await advanceCompensation(tx, tenantId, step.task_id);
+  } else {
+    await advance(res, tx, tenantId, step.task_id);
+  }
+}
+
+/**
+ * The `run-step` job. At-least-once: the call carries the step's idempotency key, and its result
+ * is stored in the same transaction that marks the step done. Retryable failures of retryable
+ * tools are tried again with backoff; anything else becomes a dead letter.
+ */
+export async function runStep(res: Resources, tenantId: string, stepId: string): Promise<void> {
+  const c = await claim(res, tenantId, stepId);
+  if (c.kind === 'skip') return;
+  const { step, tool, tenantSlug } = c;
+  const controller = new AbortController();
+  res.executor.running.set(step.id, controller);
+  const heartbeat = setInterval(
+    () => {
+      const lease = new Date(Date.now() + res.executor.leaseSeconds * 1000);
+      void res.db
+        .withTenant(
+          tenantId,
+          (tx) =>
+            tx`update steps set lease_expires_at = ${lease} where tenant_id = ${tenantId} and id = ${stepId} and status = 'running'`,
+        )
+        .catch(() => {});
+    },
+    (res.executor.leaseSeconds * 1000) / 3,
+  );
+  heartbeat.unref();
+  let result: Record<string, unknown> | null = null;
+  let error: { code: string; message: string; retryable: boolean } | null = null;
+  try {
+    result = await tool.execute(
+      {
+        tenantId,
+        tenantSlug,
+        taskId: step.task_id,
+        idempotencyKey: step.idempotency_key,
+        signal: controller.signal,
+        withTenant: (fn) => res.db.withTenant(tenantId, fn),
+      },
+      step.args,
+    );
+  } catch (e) {
+    error = errorInfo(
+      controller.signal.aborted ? Object.assign(new Error('aborted'), { name: 'AbortError' }) : e,
+    );
+  } finally {
+    clearInterval(heartbeat);
+    res.executor.running.delete(step.id);
+  }
+  await res.db.withTenant(tenantId, async (tx) => {
+    const [current] = await tx<
+      StepRow[]
+    >`select * from steps where tenant_id = ${tenantId} and id = ${stepId} for update`;
+    // Another worker took over after our lease ran out and already finished: keep its outcome.
+    if (!current || current.status !== 'running') return;
+    current.attempts = Math.max(current.attempts, step.attempts);
+    if (!error) {
+      await rememberRecipients(tx, tenantId, tool, current.args);
+      return finish(res, tx, current, 'succeeded', result, null);
+    }
+    const [task] = await tx<
+      TaskRow[]
+    >`select cancel_requested from tasks where tenant_id = ${tenantId} and id = ${current.task_id}`;
+    if (task?.cancel_requested) {
+      await tx`update steps set status = 'cancelled', error = ${tx.json(error as never)}, lease_expires_at = null,
+                 finished_at = now(), updated_at = now() where tenant_id = ${tenantId} and id = ${stepId}`;
+      return;
+    }
+    if (error.retryable && current.retryable && current.attempts < current.max_attempts) {
+      const runAt = new Date(Date.now() + backoffMs(current.attempts));
+      await tx`update steps set status = 'ready', error = ${tx.json(error as never)}, lease_expires_at = null,
+                 next_attempt_at = ${runAt}, updated_at = now() where tenant_id = ${tenantId} and id = ${stepId}`;
+      await enqueue(tx, 'run-step', { tenantId, stepId }, { jobKey: `step:${stepId}`, runAt });
+      return;
+    }
+    return finish(res, tx, current, 'dead', null, error);
+  });
+}
+
+async function rememberRecipients(
+  tx: Tx,
+  tenantId: string,
+  tool: Tool,
+  args: Record<string, unknown>,
+): Promise<void> {
+  const recipients = [...new Set((tool.recipients?.(args) ?? []).map((r) => r.toLowerCase()))];
+  if (!recipients.length) return;
+  await tx`insert into known_recipients (tenant_id, value)
+           select ${tenantId}, unnest(${recipients}::text[]) on conflict do nothing`;
+}
+
+/**
+ * The `reap-step` job, scheduled just after a step's lease: if the step is still running and its
+ * lease ran out (the worker died or hung), hand it to another attempt with the same idempotency key.
+ */
+export async function reapStep(res: Resources, tenantId: string, stepId: string): Promise<void> {
+  await res.db.withTenant(tenantId, async (tx) => {
+    const [step] = await tx<
+      StepRow[]
+    >`select * from steps where tenant_id = ${tenantId} and id = ${stepId} for update`;
+    if (!step || step.status !== 'running') return;
+    if (step.lease_expires_at && step.lease_expires_at > new Date()) {
+      await enqueue(
+        tx,
+        'reap-step',
+        { tenantId, stepId },
+        { runAt: new Date(step.lease_expires_at.getTime() + 1000), jobKey: `reap:${stepId}` },
+      );
+      return;
+    }
+    await tx`update steps set status = 'ready', lease_expires_at = null, updated_at = now() where tenant_id = ${tenantId} and id = ${stepId}`;
+    await res.audit.append(tx, tenantId, {
+      ...auditActor(SYSTEM_ACTOR),
+      action: 'step.recovered',
+      targetType: 'step',
+      targetId: stepId,
+      details: { taskId: step.task_id, attempt: step.attempts },
+    });
+    await enqueue(tx, 'run-step', { tenantId, stepId }, { jobKey: `step:${stepId}` });
+  });
+}

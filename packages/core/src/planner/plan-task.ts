@@ -1,0 +1,180 @@
+import { randomUUID } from 'node:crypto';
+import type { Tx } from '@steward/db/database';
+import { actionHash } from '../approvals/action-hash.ts';
+import { decideStep, policyFromSettings } from '../approvals/approval-policy.ts';
+import { advance } from '../executor/advance.ts';
+import { enqueue } from '../executor/job-queue.ts';
+import { auditActor, SYSTEM_ACTOR, type Resources } from '../resources.ts';
+import type { TaskRow } from '../tasks/task-types.ts';
+import type { Tool } from '../tools/tool.ts';
+import { eventView } from './event-view.ts';
+import { validateDraft, type PlanDraft } from './plan-draft.ts';
+import { planFromPlaybooks, type Playbook } from './playbook.ts';
+
+interface EventRow {
+  external_id: string | null;
+  source: string;
+  type: string;
+  sender: string | null;
+  subject: string | null;
+  body: string | null;
+  data: Record<string, unknown>;
+}
+
+async function needsAction(
+  res: Resources,
+  tx: Tx,
+  tenantId: string,
+  taskId: string,
+  reason: string,
+): Promise<void> {
+  await tx`update tasks set status = 'needs_action', needs_action_reason = ${reason}, updated_at = now()
+           where tenant_id = ${tenantId} and id = ${taskId}`;
+  await res.audit.append(tx, tenantId, {
+    ...auditActor(SYSTEM_ACTOR),
+    action: 'task.needs_action',
+    targetType: 'task',
+    targetId: taskId,
+    details: { reason },
+  });
+}
+
+/**
+ * The `plan-task` job: make a plan for a task in needs_action (playbooks offline), validate it
+ * against the tenant's tools, decide approvals in code, store steps and approvals, and start what
+ * may start, in one transaction.
+ */
+export async function planTask(res: Resources, tenantId: string, taskId: string): Promise<void> {
+  await res.db.withTenant(tenantId, async (tx) => {
+    const [task] = await tx<
+      TaskRow[]
+    >`select * from tasks where tenant_id = ${tenantId} and id = ${taskId} for update`;
+    if (!task || task.status !== 'needs_action' || task.planner) return;
+    const [event] = await tx<
+      EventRow[]
+    >`select * from events where tenant_id = ${tenantId} and task_id = ${taskId}`;
+    if (!event) return needsAction(res, tx, tenantId, taskId, 'the task has no event to plan from');
+    const [tenant] = await tx<{ slug: string; settings: Record<string, unknown> }[]>`
+      select slug, settings from tenants where id = ${tenantId}`;
+    const settings = tenant?.settings ?? {};
+    const tools = res.tools.forTenant(settings);
+    const playbooks = await tx<(Omit<Playbook, 'when'> & { conditions: Playbook['when'] })[]>`
+      select id, name, enabled, priority, conditions, steps from playbooks where tenant_id = ${tenantId} and enabled`;
+    const view = eventView({ ...event, from: event.sender, externalId: event.external_id });
+    const found = planFromPlaybooks(
+      playbooks.map((p) => ({ ...p, when: p.conditions })),
+      view,
+    );
+    if (!found)
+      return needsAction(
+        res,
+        tx,
+        tenantId,
+        taskId,
+        'no playbook matched this event; a person should look at it',
+      );
+    const problems = validateDraft(found.draft, tools);
+    if (problems.length)
+      return needsAction(res, tx, tenantId, taskId, `the plan is invalid: ${problems.join('; ')}`);
+    await storePlan(res, tx, task, found.draft, tools, settings, `playbook:${found.playbook.name}`);
+  });
+}
+
+/** Store a validated plan: steps, approvals decided by policy, then start what may start. */
+export async function storePlan(
+  res: Resources,
+  tx: Tx,
+  task: TaskRow,
+  draft: PlanDraft,
+  tools: ReadonlyMap<string, Tool>,
+  settings: Record<string, unknown>,
+  planner: string,
+): Promise<void> {
+  const tenantId = task.tenant_id;
+  const policy = policyFromSettings(settings);
+  const recipients = draft.steps
+    .flatMap((s) => tools.get(s.tool)?.recipients?.(s.args) ?? [])
+    .map((r) => r.toLowerCase());
+  const known = new Set(
+    recipients.length
+      ? (
+          await tx<{ value: string }[]>`
+            select value from known_recipients where tenant_id = ${tenantId} and value = any(${recipients}::text[])`
+        ).map((r) => r.value)
+      : [],
+  );
+  const planSteps: {
+    stepId: string;
+    key: string;
+    tool: string;
+    args: Record<string, unknown>;
+    hash: string;
+  }[] = [];
+  const previews: unknown[] = [];
+  let position = 0;
+  const expiresAt = new Date(Date.now() + policy.expiresInMinutes * 60_000);
+  for (const s of draft.steps) {
+    const tool = tools.get(s.tool)!;
+    const decision = decideStep(policy, tool, s.args, { plannerRisk: s.risk, knownRecipients: known });
+    const hash = actionHash(s.tool, s.args);
+    const stepId = randomUUID();
+    // The idempotency key is the step's identity: stable across every retry and every worker.
+    await tx`
+      insert into steps (tenant_id, id, task_id, key, position, tool, args, action_hash, depends_on, risk, compensation,
+                         needs_approval, approval_reasons, status, idempotency_key, max_attempts, retryable)
+      values (${tenantId}, ${stepId}, ${task.id}, ${s.key}, ${position++}, ${s.tool}, ${tx.json(s.args as never)}, ${hash},
+              ${s.dependsOn}, ${decision.effectiveRisk}, ${s.compensation ? tx.json(s.compensation as never) : null},
+              ${decision.required}, ${decision.reasons}, 'pending', ${`stw-${stepId}`}, ${tool.retryable ? 5 : 1},
+              ${tool.retryable})`;
+    if (!decision.required) continue;
+    const preview = tool.preview(s.args);
+    if (policy.approvalMode === 'plan') {
+      planSteps.push({ stepId, key: s.key, tool: s.tool, args: s.args, hash });
+      previews.push(...preview);
+      continue;
+    }
+    const [approval] = await tx<{ id: string }[]>`
+      insert into approvals (tenant_id, task_id, step_id, scope, action_hash, action, preview, reasons, quorum,
+                             forbid_self, requested_by_type, requested_by_id, expires_at)
+      values (${tenantId}, ${task.id}, ${stepId}, 'step', ${hash}, ${tx.json({ tool: s.tool, args: s.args } as never)},
+              ${tx.json(preview as never)}, ${decision.reasons}, ${policy.quorum}, ${policy.forbidSelfApproval},
+              ${task.created_by_type}, ${task.created_by_id}, ${expiresAt})
+      returning id`;
+    await enqueue(
+      tx,
+      'expire-approval',
+      { tenantId, approvalId: approval!.id },
+      { runAt: expiresAt, jobKey: `expire:${approval!.id}` },
+    );
+  }
+  if (planSteps.length) {
+    const hash = actionHash(
+      'plan',
+      planSteps.map((p) => ({ stepId: p.stepId, hash: p.hash })),
+    );
+    const [approval] = await tx<{ id: string }[]>`
+      insert into approvals (tenant_id, task_id, scope, action_hash, action, preview, reasons, quorum, forbid_self,
+                             requested_by_type, requested_by_id, expires_at)
+      values (${tenantId}, ${task.id}, 'plan', ${hash}, ${tx.json({ steps: planSteps } as never)}, ${tx.json(previews as never)},
+              ${[`${planSteps.length} step(s) of this plan need approval`]}, ${policy.quorum}, ${policy.forbidSelfApproval},
+              ${task.created_by_type}, ${task.created_by_id}, ${expiresAt})
+      returning id`;
+    await enqueue(
+      tx,
+      'expire-approval',
+      { tenantId, approvalId: approval!.id },
+      { runAt: expiresAt, jobKey: `expire:${approval!.id}` },
+    );
+  }
+  await tx`update tasks set status = 'planning', planner = ${planner}, plan_summary = ${draft.summary},
+             needs_action_reason = null, updated_at = now()
+           where tenant_id = ${tenantId} and id = ${task.id}`;
+  await res.audit.append(tx, tenantId, {
+    ...auditActor(SYSTEM_ACTOR),
+    action: 'task.planned',
+    targetType: 'task',
+    targetId: task.id,
+    details: { planner, steps: draft.steps.map((s) => ({ key: s.key, tool: s.tool })) },
+  });
+  await advance(res, tx, tenantId, task.id);
+}

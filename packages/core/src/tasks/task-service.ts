@@ -1,0 +1,320 @@
+import { randomUUID } from 'node:crypto';
+import { auditActor, type Actor, type Resources } from '../resources.ts';
+import { conflict, notFound } from '../errors/app-error.ts';
+import { enqueue } from '../executor/job-queue.ts';
+import { decodeCursor, encodeCursor, type Page } from '../shared/cursor.ts';
+import {
+  FINAL_TASK_STATUSES,
+  type ApprovalRow,
+  type StepRow,
+  type TaskRow,
+  type TaskStatus,
+} from './task-types.ts';
+
+export interface EventInput {
+  source: string;
+  type: string;
+  externalId?: string | undefined;
+  from?: string | undefined;
+  subject?: string | undefined;
+  body?: string | undefined;
+  data?: Record<string, unknown> | undefined;
+}
+
+export interface Intake {
+  eventId: string;
+  taskId: string;
+  /** True when (source, externalId) was seen before: nothing new was created. */
+  duplicate: boolean;
+}
+
+function titleOf(e: EventInput): string {
+  const t = (e.subject?.trim() || `${e.type} from ${e.from?.trim() || e.source}`).replace(/\s+/g, ' ');
+  return t.length > 300 ? t.slice(0, 297) + '...' : t;
+}
+
+/**
+ * Turn an event into a task in `needs_action` and queue its planning, in one transaction.
+ * The same (source, externalId) twice gives the same task.
+ */
+export async function submitEvent(
+  res: Resources,
+  tenantId: string,
+  actor: Actor,
+  e: EventInput,
+): Promise<Intake> {
+  return res.db.withTenant(tenantId, async (tx) => {
+    const eventId = randomUUID();
+    const taskId = randomUUID();
+    const [inserted] = await tx<{ id: string }[]>`
+      insert into events (tenant_id, id, source, type, external_id, sender, subject, body, data, task_id)
+      values (${tenantId}, ${eventId}, ${e.source}, ${e.type}, ${e.externalId ?? null}, ${e.from ?? null},
+              ${e.subject ?? null}, ${e.body ?? null}, ${tx.json((e.data ?? {}) as never)}, ${taskId})
+      on conflict (tenant_id, source, external_id) where external_id is not null do nothing
+      returning id`;
+    if (!inserted) {
+      const [existing] = await tx<{ id: string; task_id: string }[]>`
+        select id, task_id from events where tenant_id = ${tenantId} and source = ${e.source} and external_id = ${e.externalId!}`;
+      return { eventId: existing!.id, taskId: existing!.task_id, duplicate: true };
+    }
+    await tx`
+      insert into tasks (tenant_id, id, title, source, event_id, created_by_type, created_by_id)
+      values (${tenantId}, ${taskId}, ${titleOf(e)}, ${e.source}, ${eventId}, ${actor.type}, ${actor.id ?? null})`;
+    await res.audit.append(tx, tenantId, {
+      ...auditActor(actor),
+      action: 'task.created',
+      targetType: 'task',
+      targetId: taskId,
+      details: { eventId, source: e.source, type: e.type, externalId: e.externalId ?? null },
+    });
+    await enqueue(tx, 'plan-task', { tenantId, taskId }, { jobKey: `plan:${taskId}` });
+    return { eventId, taskId, duplicate: false };
+  });
+}
+
+export interface TaskSummary {
+  id: string;
+  title: string;
+  status: TaskStatus;
+  source: string;
+  planner: string | null;
+  needsActionReason: string | null;
+  createdAt: string;
+  updatedAt: string;
+  finishedAt: string | null;
+}
+
+export const toTaskSummary = (t: TaskRow): TaskSummary => ({
+  id: t.id,
+  title: t.title,
+  status: t.status,
+  source: t.source,
+  planner: t.planner,
+  needsActionReason: t.needs_action_reason,
+  createdAt: t.created_at.toISOString(),
+  updatedAt: t.updated_at.toISOString(),
+  finishedAt: t.finished_at?.toISOString() ?? null,
+});
+
+export async function listTasks(
+  res: Resources,
+  tenantId: string,
+  q: { limit: number; cursor?: string | undefined; status?: string | undefined },
+): Promise<Page<TaskSummary>> {
+  const before = decodeCursor(q.cursor, ['t', 'id']);
+  return res.db.withTenant(tenantId, async (tx) => {
+    const rows = await tx<TaskRow[]>`
+      select * from tasks where tenant_id = ${tenantId}
+        ${q.status ? tx`and status = ${q.status}` : tx``}
+        ${before ? tx`and (created_at, id) < (${before.t}::timestamptz, ${before.id}::uuid)` : tx``}
+      order by created_at desc, id desc limit ${q.limit + 1}`;
+    const items = rows.slice(0, q.limit).map(toTaskSummary);
+    const last = rows[q.limit - 1];
+    return {
+      items,
+      nextCursor:
+        rows.length > q.limit && last
+          ? encodeCursor({ t: last.created_at.toISOString(), id: last.id })
+          : null,
+    };
+  });
+}
+
+export interface StepView {
+  id: string;
+  key: string;
+  kind: string;
+  tool: string;
+  args: Record<string, unknown>;
+  dependsOn: string[];
+  risk: string;
+  needsApproval: boolean;
+  approvalReasons: string[];
+  status: string;
+  attempts: number;
+  maxAttempts: number;
+  result: Record<string, unknown> | null;
+  error: Record<string, unknown> | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+}
+
+export const toStepView = (s: StepRow): StepView => ({
+  id: s.id,
+  key: s.key,
+  kind: s.kind,
+  tool: s.tool,
+  args: s.args,
+  dependsOn: s.depends_on,
+  risk: s.risk,
+  needsApproval: s.needs_approval,
+  approvalReasons: s.approval_reasons,
+  status: s.status,
+  attempts: s.attempts,
+  maxAttempts: s.max_attempts,
+  result: s.result,
+  error: s.error,
+  startedAt: s.started_at?.toISOString() ?? null,
+  finishedAt: s.finished_at?.toISOString() ?? null,
+});
+
+export interface ApprovalView {
+  id: string;
+  taskId: string;
+  stepId: string | null;
+  scope: string;
+  status: string;
+  action: Record<string, unknown>;
+  actionHash: string;
+  preview: unknown[];
+  reasons: string[];
+  quorum: number;
+  approvals: number;
+  decisions: { actorLabel: string | null; decision: string; comment: string | null; at: string }[];
+  expiresAt: string;
+  decidedAt: string | null;
+  createdAt: string;
+}
+
+export async function approvalViews(
+  tx: import('@steward/db/database').Tx,
+  tenantId: string,
+  rows: ApprovalRow[],
+): Promise<ApprovalView[]> {
+  if (!rows.length) return [];
+  const decisions = await tx<
+    {
+      approval_id: string;
+      actor_label: string | null;
+      decision: string;
+      comment: string | null;
+      created_at: Date;
+    }[]
+  >`
+    select approval_id, actor_label, decision, comment, created_at from approval_decisions
+    where tenant_id = ${tenantId} and approval_id = any(${rows.map((r) => r.id)}::uuid[]) order by created_at`;
+  return rows.map((r) => {
+    const mine = decisions.filter((d) => d.approval_id === r.id);
+    return {
+      id: r.id,
+      taskId: r.task_id,
+      stepId: r.step_id,
+      scope: r.scope,
+      status: r.status,
+      action: r.action,
+      actionHash: r.action_hash,
+      preview: r.preview,
+      reasons: r.reasons,
+      quorum: r.quorum,
+      approvals: mine.filter((d) => d.decision === 'approve').length,
+      decisions: mine.map((d) => ({
+        actorLabel: d.actor_label,
+        decision: d.decision,
+        comment: d.comment,
+        at: d.created_at.toISOString(),
+      })),
+      expiresAt: r.expires_at.toISOString(),
+      decidedAt: r.decided_at?.toISOString() ?? null,
+      createdAt: r.created_at.toISOString(),
+    };
+  });
+}
+
+export interface TaskDetail extends TaskSummary {
+  planSummary: string | null;
+  error: Record<string, unknown> | null;
+  event: {
+    id: string;
+    source: string;
+    type: string;
+    externalId: string | null;
+    from: string | null;
+    subject: string | null;
+    body: string | null;
+    data: Record<string, unknown>;
+    receivedAt: string;
+  } | null;
+  steps: StepView[];
+  approvals: ApprovalView[];
+}
+
+export async function getTask(res: Resources, tenantId: string, taskId: string): Promise<TaskDetail> {
+  return res.db.withTenant(tenantId, async (tx) => {
+    const [task] = await tx<TaskRow[]>`select * from tasks where tenant_id = ${tenantId} and id = ${taskId}`;
+    if (!task) throw notFound('task');
+    const [event] = await tx<
+      {
+        id: string;
+        source: string;
+        type: string;
+        external_id: string | null;
+        sender: string | null;
+        subject: string | null;
+        body: string | null;
+        data: Record<string, unknown>;
+        received_at: Date;
+      }[]
+    >`
+      select * from events where tenant_id = ${tenantId} and task_id = ${taskId}`;
+    const steps = await tx<
+      StepRow[]
+    >`select * from steps where tenant_id = ${tenantId} and task_id = ${taskId} order by position`;
+    const approvals = await tx<ApprovalRow[]>`
+      select * from approvals where tenant_id = ${tenantId} and task_id = ${taskId} order by created_at`;
+    return {
+      ...toTaskSummary(task),
+      planSummary: task.plan_summary,
+      error: task.error,
+      event: event
+        ? {
+            id: event.id,
+            source: event.source,
+            type: event.type,
+            externalId: event.external_id,
+            from: event.sender,
+            subject: event.subject,
+            body: event.body,
+            data: event.data,
+            receivedAt: event.received_at.toISOString(),
+          }
+        : null,
+      steps: steps.map(toStepView),
+      approvals: await approvalViews(tx, tenantId, approvals),
+    };
+  });
+}
+
+/**
+ * Cancel a task: nothing new starts, pending approvals are withdrawn, and running steps are told
+ * to stop (their workers abort the call and record the outcome).
+ */
+export async function cancelTask(
+  res: Resources,
+  tenantId: string,
+  actor: Actor,
+  taskId: string,
+): Promise<string[]> {
+  return res.db.withTenant(tenantId, async (tx) => {
+    const [task] = await tx<
+      TaskRow[]
+    >`select * from tasks where tenant_id = ${tenantId} and id = ${taskId} for update`;
+    if (!task) throw notFound('task');
+    if (FINAL_TASK_STATUSES.has(task.status)) throw conflict(`the task is already ${task.status}`);
+    await tx`update tasks set status = 'cancelled', cancel_requested = true, finished_at = now(), updated_at = now()
+             where tenant_id = ${tenantId} and id = ${taskId}`;
+    await tx`update steps set status = 'cancelled', updated_at = now()
+             where tenant_id = ${tenantId} and task_id = ${taskId} and status in ('pending', 'awaiting_approval', 'ready')`;
+    await tx`update approvals set status = 'cancelled' where tenant_id = ${tenantId} and task_id = ${taskId} and status = 'pending'`;
+    const running = await tx<{ id: string }[]>`
+      select id from steps where tenant_id = ${tenantId} and task_id = ${taskId} and status = 'running'`;
+    await res.audit.append(tx, tenantId, {
+      ...auditActor(actor),
+      action: 'task.cancelled',
+      targetType: 'task',
+      targetId: taskId,
+      details: { runningSteps: running.length },
+    });
+    await tx`select pg_notify('steward_cancel', ${JSON.stringify({ tenantId, stepIds: running.map((r) => r.id) })})`;
+    return running.map((r) => r.id);
+  });
+}

@@ -1,0 +1,34 @@
+import { Logger, runMigrations } from 'graphile-worker';
+import type { Sql } from './database.ts';
+import { APP_GROUP_ROLE } from './runtime-role.ts';
+
+export const silentLogger = new Logger(() => () => {});
+
+/**
+ * Install or upgrade graphile-worker's schema as the owner, then let the runtime role use it.
+ * Jobs carry ids only; the queue tables hold no tenant data, so they need no RLS.
+ */
+export async function migrateJobQueue(ownerUrl: string, owner: Sql): Promise<void> {
+  await runMigrations({ connectionString: ownerUrl, logger: silentLogger });
+  await owner.unsafe(`
+    GRANT USAGE ON SCHEMA graphile_worker TO ${APP_GROUP_ROLE};
+    GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA graphile_worker TO ${APP_GROUP_ROLE};
+    GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA graphile_worker TO ${APP_GROUP_ROLE};
+    GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA graphile_worker TO ${APP_GROUP_ROLE};
+  `);
+  // graphile-worker turns on RLS (without policies) for its private tables; the runtime role gets
+  // one policy per table that lets it use the queue. These tables hold job ids, not tenant data.
+  const tables = await owner<{ relname: string }[]>`
+    select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
+    where n.nspname = 'graphile_worker' and c.relkind = 'r' and c.relrowsecurity`;
+  for (const { relname } of tables) {
+    const [stmt] = await owner<{ drop: string; create: string }[]>`
+      select format('DROP POLICY IF EXISTS steward_app_queue ON graphile_worker.%I', ${relname}::text) as drop,
+             format('CREATE POLICY steward_app_queue ON graphile_worker.%I TO %I USING (true) WITH CHECK (true)',
+                    ${relname}::text, ${APP_GROUP_ROLE}::text) as create`;
+    await owner.begin(async (tx) => {
+      await tx.unsafe(stmt!.drop);
+      await tx.unsafe(stmt!.create);
+    });
+  }
+}
