@@ -9,6 +9,7 @@ import type { ApprovalRow, StepRow, TaskRow } from '../tasks/task-types.ts';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { actionHash } from './action-hash.ts';
 import { decideStep, policyFromSettings } from './approval-policy.ts';
+import { lockTaskOfApproval } from '../executor/task-lock.ts';
 
 export async function listApprovals(
   res: Resources,
@@ -72,6 +73,7 @@ export async function decideApproval(
   input: DecisionInput,
 ): Promise<DecisionResult> {
   return res.db.withTenant(tenantId, async (tx) => {
+    await lockTaskOfApproval(tx, tenantId, approvalId);
     const [a] = await tx<
       ApprovalRow[]
     >`select * from approvals where tenant_id = ${tenantId} and id = ${approvalId} for update`;
@@ -238,6 +240,7 @@ async function supersede(
 /** The `expire-approval` job: a pending approval past its time expires, and its task waits for a person. */
 export async function expireApproval(res: Resources, tenantId: string, approvalId: string): Promise<void> {
   await res.db.withTenant(tenantId, async (tx) => {
+    await lockTaskOfApproval(tx, tenantId, approvalId);
     const [a] = await tx<
       ApprovalRow[]
     >`select * from approvals where tenant_id = ${tenantId} and id = ${approvalId} for update`;

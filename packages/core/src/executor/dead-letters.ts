@@ -4,6 +4,7 @@ import { decodeCursor, encodeCursor, type Page } from '../shared/cursor.ts';
 import { toStepView, type StepView } from '../tasks/task-service.ts';
 import type { StepRow, TaskRow } from '../tasks/task-types.ts';
 import { enqueue } from './job-queue.ts';
+import { lockTaskOfStep } from './task-lock.ts';
 
 export async function listDeadLetters(
   res: Resources,
@@ -39,6 +40,7 @@ export async function retryDeadLetter(
   stepId: string,
 ): Promise<string> {
   return res.db.withTenant(tenantId, async (tx) => {
+    await lockTaskOfStep(tx, tenantId, stepId);
     const [step] = await tx<
       StepRow[]
     >`select * from steps where tenant_id = ${tenantId} and id = ${stepId} for update`;

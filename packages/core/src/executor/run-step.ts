@@ -5,6 +5,7 @@ import type { ApprovalRow, StepRow, TaskRow } from '../tasks/task-types.ts';
 import { ToolError, type Tool } from '../tools/tool.ts';
 import { advance, advanceCompensation, approvedFor } from './advance.ts';
 import { enqueue } from './job-queue.ts';
+import { lockTaskOfStep } from './task-lock.ts';
 
 /** Exponential backoff with full jitter: 1 s, 2 s, 4 s, ... capped at 5 minutes. */
 export function backoffMs(attempt: number, random = Math.random): number {
@@ -34,6 +35,7 @@ type Claim = { kind: 'skip' } | { kind: 'run'; step: StepRow; task: TaskRow; too
  */
 async function claim(res: Resources, tenantId: string, stepId: string): Promise<Claim> {
   return res.db.withTenant(tenantId, async (tx) => {
+    await lockTaskOfStep(tx, tenantId, stepId);
     const [step] = await tx<
       StepRow[]
     >`select * from steps where tenant_id = ${tenantId} and id = ${stepId} for update`;
@@ -208,6 +210,7 @@ export async function runStep(res: Resources, tenantId: string, stepId: string):
     res.executor.running.delete(step.id);
   }
   await res.db.withTenant(tenantId, async (tx) => {
+    await lockTaskOfStep(tx, tenantId, stepId);
     const [current] = await tx<
       StepRow[]
     >`select * from steps where tenant_id = ${tenantId} and id = ${stepId} for update`;
@@ -255,6 +258,7 @@ async function rememberRecipients(
  */
 export async function reapStep(res: Resources, tenantId: string, stepId: string): Promise<void> {
   await res.db.withTenant(tenantId, async (tx) => {
+    await lockTaskOfStep(tx, tenantId, stepId);
     const [step] = await tx<
       StepRow[]
     >`select * from steps where tenant_id = ${tenantId} and id = ${stepId} for update`;
