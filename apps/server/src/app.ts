@@ -11,14 +11,19 @@ import { installRouteTable } from './http/route-table.ts';
 import { ErrorResponse } from './http/schemas.ts';
 import { apiKeyRoutes } from './routes/api-key-routes.ts';
 import { approvalRoutes } from './routes/approval-routes.ts';
+import { briefingRoutes } from './routes/briefing-routes.ts';
 import { playbookRoutes } from './routes/playbook-routes.ts';
+import { connectionRoutes } from './routes/connection-routes.ts';
 import { taskRoutes } from './routes/task-routes.ts';
 import { auditRoutes } from './routes/audit-routes.ts';
+import { usageRoutes } from './routes/usage-routes.ts';
 import { authRoutes } from './routes/auth-routes.ts';
 import { roleRoutes } from './routes/role-routes.ts';
 import { systemRoutes } from './routes/system-routes.ts';
 import { tenantRoutes } from './routes/tenant-routes.ts';
 import { userRoutes } from './routes/user-routes.ts';
+import { inboundHookRoutes, webhookRoutes } from './routes/webhook-routes.ts';
+import { scheduleRoutes } from './routes/schedule-routes.ts';
 
 export interface AppOptions {
   bodyLimit?: number;
@@ -104,6 +109,7 @@ export async function buildApp(res: Resources, opts: AppOptions): Promise<Fastif
   await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: false });
 
   await app.register(systemRoutes(res, metrics, opts.expectedSchemaVersion));
+  await app.register(inboundHookRoutes(res));
   await app.register(
     async (api) => {
       await api.register(authRoutes(res));
@@ -112,9 +118,14 @@ export async function buildApp(res: Resources, opts: AppOptions): Promise<Fastif
       await api.register(roleRoutes(res));
       await api.register(apiKeyRoutes(res));
       await api.register(auditRoutes(res));
+      await api.register(usageRoutes(res));
       await api.register(taskRoutes(res));
       await api.register(approvalRoutes(res));
+      await api.register(briefingRoutes(res));
       await api.register(playbookRoutes(res));
+      await api.register(webhookRoutes(res));
+      await api.register(scheduleRoutes(res));
+      await api.register(connectionRoutes(res));
     },
     { prefix: '/api/v1' },
   );

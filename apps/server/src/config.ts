@@ -29,6 +29,8 @@ export interface Config {
   tenantConcurrency: number;
   /** Jobs one worker process runs at once. */
   workerConcurrency: number;
+  /** Seconds a leader lease (folder watcher, scheduler) lasts without renewal. */
+  leaseSeconds: number;
   llm: {
     provider: LlmProvider;
     anthropicApiKey: string | undefined;
@@ -61,6 +63,8 @@ export const ENVIRONMENT = {
   STEWARD_TENANT_CONCURRENCY:
     'steps one tenant may run at once (default 4; tenant setting maxConcurrentSteps overrides)',
   STEWARD_WORKER_CONCURRENCY: 'jobs one worker process runs at once (default 8)',
+  STEWARD_LEASE_SECONDS:
+    'seconds before another process takes over the folder watcher or scheduler of a dead one (default 15)',
   STEWARD_LLM_PROVIDER: 'rules (default), anthropic or openai',
   ANTHROPIC_API_KEY: 'API key for STEWARD_LLM_PROVIDER=anthropic',
   OPENAI_API_KEY: 'API key for STEWARD_LLM_PROVIDER=openai',
@@ -176,6 +180,7 @@ export function loadConfig(
     stepLeaseSeconds: int('STEWARD_STEP_LEASE_SECONDS', 60, 2, 86_400),
     tenantConcurrency: int('STEWARD_TENANT_CONCURRENCY', 4, 1, 1000),
     workerConcurrency: int('STEWARD_WORKER_CONCURRENCY', 8, 1, 200),
+    leaseSeconds: int('STEWARD_LEASE_SECONDS', 15, 2, 3600),
     llm: { provider, anthropicApiKey, openaiApiKey, openaiBaseUrl, model: str('STEWARD_LLM_MODEL') },
   };
   if (problems.length) throw new ConfigError(problems);

@@ -96,13 +96,14 @@ export async function openRuntime(config: Config, opts: OpenOptions = {}): Promi
       checkpoints,
       tokens,
       auth: new Authenticator(db, tokens),
-      tools: builtinTools(config.dataDir),
+      tools: builtinTools(config.dataDir, { master }),
       executor: {
         leaseSeconds: config.stepLeaseSeconds,
         tenantConcurrency: config.tenantConcurrency,
         running: new Map(),
       },
       dataDir: config.dataDir,
+      llm: config.llm,
     };
     const database = db;
     return {

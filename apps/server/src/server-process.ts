@@ -5,6 +5,8 @@ import type { Config } from './config.ts';
 import { DEMO_SLUG, provisionDemo } from './demo.ts';
 import { openRuntime } from './runtime.ts';
 import { startWorker, type WorkerHandle } from './worker/worker-runner.ts';
+import { startWatchers, type WatchersHandle } from '@steward/core/watchers/watchers';
+import { startVault, type VaultHandle } from '@steward/core/vault/vault-service';
 
 export type Role = 'all' | 'api' | 'worker';
 
@@ -21,6 +23,8 @@ export async function runServer(config: Config, role: Role): Promise<void> {
 
   let app: Awaited<ReturnType<typeof buildApp>> | undefined;
   let worker: WorkerHandle | undefined;
+  let watchers: WatchersHandle | undefined;
+  let vault: VaultHandle | undefined;
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) {
@@ -36,6 +40,8 @@ export async function runServer(config: Config, role: Role): Promise<void> {
     timer.unref();
     try {
       await app?.close();
+      await watchers?.stop();
+      await vault?.stop();
       await worker?.stop();
       await runtime.close();
       logger.info('stopped');
@@ -71,6 +77,16 @@ export async function runServer(config: Config, role: Role): Promise<void> {
         concurrency: config.workerConcurrency,
         log: (level, message) => logger[level](message),
       });
+      // Folder watcher and scheduler: every worker process offers; the lease holder of each runs it.
+      watchers = startWatchers(res, {
+        leaseMs: config.leaseSeconds * 1000,
+        log: (level, message) => logger[level](message),
+      });
+      // The vault mirror (and its Approved/Rejected decisions): the holder of the `vault` lease runs it.
+      vault = startVault(res, {
+        leaseMs: config.leaseSeconds * 1000,
+        log: (level, message) => logger[level](message),
+      });
     }
     if (role !== 'worker') {
       const migrations = await loadMigrations();
@@ -88,6 +104,8 @@ export async function runServer(config: Config, role: Role): Promise<void> {
   } catch (error) {
     logger.error({ err: error }, 'start-up failed');
     await app?.close().catch(() => {});
+    await watchers?.stop();
+    await vault?.stop();
     await worker?.stop();
     await runtime.close();
     throw error;

@@ -5,6 +5,7 @@ import type { MasterKey } from './crypto/master-key.ts';
 import type { AccessTokens } from './identity/access-tokens.ts';
 import type { Authenticator } from './identity/authenticator.ts';
 import type { ToolRegistry } from './tools/tool-registry.ts';
+import type { LlmSettings } from './planner/llm/llm-settings.ts';
 
 /** Everything the domain code needs, wired by hand in one place (see apps/server/src/resources.ts). */
 export interface Resources {
@@ -17,6 +18,8 @@ export interface Resources {
   tools: ToolRegistry;
   executor: ExecutorSettings;
   dataDir: string;
+  /** The LLM planner's provider (absent or `rules`: playbooks only). */
+  llm?: LlmSettings | undefined;
 }
 
 export interface ExecutorSettings {

@@ -13,11 +13,18 @@ const A = randomUUID();
 const B = randomUUID();
 /**
  * Tenant tables that withSystemAccess may READ across tenants (login by email, API key lookup by
- * prefix). Any other tenant table shows nothing without a tenant context.
+ * prefix, the scheduler finding due schedules). Any other tenant table shows nothing without a
+ * tenant context.
  */
-const SYSTEM_READABLE = ['api_keys', 'memberships'];
+const SYSTEM_READABLE = ['api_keys', 'memberships', 'schedules'];
 /** Sample values for columns whose CHECK constraints the type-based generator cannot meet: table -> column -> value. */
-const SAMPLE_OVERRIDES: Record<string, Record<string, () => string>> = {};
+const SAMPLE_OVERRIDES: Record<string, Record<string, () => string>> = {
+  // A wrapped data key is 48 bytes (key and tag), an AES-GCM nonce 12 (the string's characters are its bytes).
+  tenant_keys: {
+    wrapped_key: () => randomBytes(24).toString('hex'),
+    nonce: () => randomBytes(6).toString('hex'),
+  },
+};
 
 let db: TestDatabase;
 let url: string;

@@ -67,18 +67,16 @@ export function taskRoutes(res: Resources) {
       async (request, reply) => {
         const p = principalOf(request);
         const b = request.body;
-        return reply
-          .code(202)
-          .send(
-            await submitEvent(res, p.tenantId, actorOf(request), {
-              source: 'manual',
-              type: 'task',
-              subject: b.title,
-              body: b.body,
-              data: b.data,
-              from: p.label,
-            }),
-          );
+        return reply.code(202).send(
+          await submitEvent(res, p.tenantId, actorOf(request), {
+            source: 'manual',
+            type: 'task',
+            subject: b.title,
+            body: b.body,
+            data: b.data,
+            from: p.label,
+          }),
+        );
       },
     );
     app.get(

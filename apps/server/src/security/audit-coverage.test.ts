@@ -3,7 +3,14 @@ import type { LightMyRequestResponse } from 'fastify';
 import { createApiKey } from '@steward/core/identity/api-key-service';
 import { createRole } from '@steward/core/identity/role-service';
 import { createPlatformAdmin } from '@steward/core/identity/user-service';
+import { runStep } from '@steward/core/executor/run-step';
+import { planTask } from '@steward/core/planner/plan-task';
+import { createPlaybook } from '@steward/core/planner/playbook-service';
+import { getTask, submitEvent } from '@steward/core/tasks/task-service';
 import { SYSTEM_ACTOR } from '@steward/core/resources';
+import { createSchedule } from '@steward/core/watchers/schedule-service';
+import { createWebhook } from '@steward/core/watchers/webhook-service';
+import { createConnection } from '@steward/core/connections/connection-service';
 import {
   addUser,
   bearer,
@@ -55,6 +62,17 @@ beforeAll(async () => {
   b = await createTenantFixture(t, 'audit-b');
   ownerId = expectStatus(await t.app.inject({ url: '/api/v1/me', headers: bearer(a.token) }), 200).json().user
     .id;
+  // Playbooks the loop cases below rely on: one step that needs approval, one that fails for good.
+  await createPlaybook(t.res, a.tenant.id, SYSTEM_ACTOR, {
+    name: 'needs approval',
+    when: { subject: { contains: 'audit-approve' } },
+    steps: [{ key: 'pay', tool: 'noop', args: { note: 'pay' }, risk: 'high' }],
+  });
+  await createPlaybook(t.res, a.tenant.id, SYSTEM_ACTOR, {
+    name: 'dead letter',
+    when: { subject: { contains: 'audit-dead' } },
+    steps: [{ key: 'tell', tool: 'notify.user', args: { to: 'nobody@audit-a.invalid', title: 'hi' } }],
+  });
 });
 afterAll(() => t?.close());
 
@@ -75,6 +93,8 @@ function tenantCase(
   url: string,
   action: string,
   prepare: () => Promise<{ id?: string; payload?: unknown }>,
+  /** The audited target of a route that answers 202 with what it created. */
+  targetOf?: (body: Record<string, string>) => string,
 ): Run {
   return async (requestId, caller) => {
     const { id, payload } = await prepare();
@@ -84,7 +104,12 @@ function tenantCase(
       headers: caller.headers,
       payload,
     });
-    const created = response.statusCode === 201 ? (response.json() as { id?: string }).id : undefined;
+    const created =
+      response.statusCode === 201
+        ? (response.json() as { id?: string }).id
+        : response.statusCode === 202 && targetOf
+          ? targetOf(response.json())
+          : undefined;
     const targetId = id ?? created;
     return {
       response,
@@ -109,8 +134,115 @@ const newRole = async () => ({
   ).id,
 });
 
+const newPlaybook = async () => ({
+  id: (
+    await createPlaybook(t.res, a.tenant.id, SYSTEM_ACTOR, {
+      name: `p${unique()}`,
+      when: { subject: { equals: `never-${unique()}` } },
+      steps: [{ key: 'n', tool: 'noop', args: {} }],
+    })
+  ).id,
+});
+
+/** A task nobody has planned yet (no worker runs in this file). */
+const newTask = async () => ({
+  id: (await submitEvent(t.res, a.tenant.id, SYSTEM_ACTOR, { source: 'api', type: 'note', subject: 'idle' }))
+    .taskId,
+});
+
+/** A task planned by its playbook, as the worker would. */
+async function plannedTask(subject: string) {
+  const { taskId } = await submitEvent(t.res, a.tenant.id, SYSTEM_ACTOR, {
+    source: 'api',
+    type: 'note',
+    subject,
+  });
+  await planTask(t.res, a.tenant.id, taskId);
+  return getTask(t.res, a.tenant.id, taskId);
+}
+
+/** A step that failed for good: notify.user to someone who is not a member. */
+const deadStep = async () => {
+  const task = await plannedTask(`audit-dead ${unique()}`);
+  await runStep(t.res, a.tenant.id, task.steps[0]!.id);
+  const after = await getTask(t.res, a.tenant.id, task.id);
+  expect(after.steps[0]!.status).toBe('dead');
+  return { id: after.steps[0]!.id };
+};
+
 /** Routes any caller with the permission may use (run with a user and with an API key). */
+const newWebhook = async () => ({
+  id: (await createWebhook(t.res, a.tenant.id, SYSTEM_ACTOR, { name: `h${unique()}` })).id,
+});
+const newSchedule = async () => ({
+  id: (
+    await createSchedule(t.res, a.tenant.id, SYSTEM_ACTOR, {
+      name: `s${unique()}`,
+      cron: '@daily',
+      event: { type: 'reminder' },
+    })
+  ).id,
+});
+
+const newConnection = async () => ({
+  id: (
+    await createConnection(t.res, a.tenant.id, SYSTEM_ACTOR, {
+      kind: 'smtp',
+      name: `c${unique()}`,
+      config: { host: 'smtp.example.com', from: 'robot@audit-a.test' },
+      secret: 'audit-connection-secret',
+    })
+  ).id,
+});
+
 const TENANT_CASES: Record<string, Run> = {
+  'POST /api/v1/connections': tenantCase('POST', '/api/v1/connections', 'connection.created', async () => ({
+    payload: {
+      kind: 'http',
+      name: `c${unique()}`,
+      config: { baseUrl: 'https://api.example.com/' },
+      secret: 'Bearer audit-connection-secret',
+    },
+  })),
+  'PATCH /api/v1/connections/:id': tenantCase(
+    'PATCH',
+    '/api/v1/connections/:id',
+    'connection.updated',
+    async () => ({
+      ...(await newConnection()),
+      payload: { config: { port: 2525 }, secret: 'rotated-secret' },
+    }),
+  ),
+  'DELETE /api/v1/connections/:id': tenantCase(
+    'DELETE',
+    '/api/v1/connections/:id',
+    'connection.deleted',
+    newConnection,
+  ),
+  'POST /api/v1/webhooks': tenantCase('POST', '/api/v1/webhooks', 'webhook.created', async () => ({
+    payload: { name: `h${unique()}` },
+  })),
+  'DELETE /api/v1/webhooks/:id': tenantCase('DELETE', '/api/v1/webhooks/:id', 'webhook.deleted', newWebhook),
+  'POST /api/v1/schedules': tenantCase('POST', '/api/v1/schedules', 'schedule.created', async () => ({
+    payload: {
+      name: `s${unique()}`,
+      cron: '0 9 * * 1-5',
+      timezone: 'Europe/Paris',
+      event: { type: 'review' },
+    },
+  })),
+  'PATCH /api/v1/schedules/:id': tenantCase(
+    'PATCH',
+    '/api/v1/schedules/:id',
+    'schedule.updated',
+    async () => ({ ...(await newSchedule()), payload: { enabled: false } }),
+  ),
+  'DELETE /api/v1/schedules/:id': tenantCase(
+    'DELETE',
+    '/api/v1/schedules/:id',
+    'schedule.deleted',
+    newSchedule,
+  ),
   'PATCH /api/v1/tenant': tenantCase('PATCH', '/api/v1/tenant', 'tenant.updated', async () => ({
     payload: { name: `Audit A ${unique()}`, settings: { locale: 'en' } },
   })),
@@ -142,10 +274,73 @@ const TENANT_CASES: Record<string, Run> = {
         .apiKey.id,
     }),
   ),
+  'POST /api/v1/events': tenantCase(
+    'POST',
+    '/api/v1/events',
+    'task.created',
+    async () => ({
+      payload: { source: 'email', type: 'message', externalId: `m-${unique()}`, subject: 'hello' },
+    }),
+    (body) => body.taskId!,
+  ),
+  'POST /api/v1/tasks': tenantCase(
+    'POST',
+    '/api/v1/tasks',
+    'task.created',
+    async () => ({ payload: { title: `By hand ${unique()}`, body: 'please' } }),
+    (body) => body.taskId!,
+  ),
+  'POST /api/v1/tasks/:id/cancel': tenantCase('POST', '/api/v1/tasks/:id/cancel', 'task.cancelled', newTask),
+  'POST /api/v1/playbooks': tenantCase('POST', '/api/v1/playbooks', 'playbook.created', async () => ({
+    payload: {
+      name: `p${unique()}`,
+      when: { subject: { contains: `never-${unique()}` } },
+      steps: [{ key: 'n', tool: 'noop', args: { note: '{{event.subject}}' } }],
+    },
+  })),
+  'PATCH /api/v1/playbooks/:id': tenantCase(
+    'PATCH',
+    '/api/v1/playbooks/:id',
+    'playbook.updated',
+    async () => ({ ...(await newPlaybook()), payload: { enabled: false, description: 'off' } }),
+  ),
+  'DELETE /api/v1/playbooks/:id': tenantCase(
+    'DELETE',
+    '/api/v1/playbooks/:id',
+    'playbook.deleted',
+    newPlaybook,
+  ),
+  'POST /api/v1/dead-letters/:id/retry': tenantCase(
+    'POST',
+    '/api/v1/dead-letters/:id/retry',
+    'step.retried',
+    deadStep,
+  ),
+  'POST /api/v1/briefings': tenantCase('POST', '/api/v1/briefings', 'briefing.created', async () => ({
+    payload: {},
+  })),
 };
 
-/** Routes for a signed-in user only (sessions, platform administration). */
+/** Routes for a signed-in user only (sessions, platform administration, approvals). */
 const USER_CASES: Record<string, (requestId: string) => Promise<Outcome>> = {
+  'POST /api/v1/approvals/:id/decision': async (requestId) => {
+    const task = await plannedTask(`audit-approve ${unique()}`);
+    const approvalId = task.approvals[0]!.id;
+    const response = await inject(requestId, {
+      method: 'POST',
+      url: `/api/v1/approvals/${approvalId}/decision`,
+      headers: bearer(a.token),
+      payload: { decision: 'approve', comment: 'fine' },
+    });
+    return {
+      response,
+      tenantId: a.tenant.id,
+      action: 'approval.approved',
+      actorType: 'user',
+      actorId: ownerId,
+      targetId: approvalId,
+    };
+  },
   'POST /api/v1/auth/login': async (requestId) => {
     const response = await inject(requestId, {
       method: 'POST',

@@ -2,7 +2,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LightMyRequestResponse } from 'fastify';
 import { createApiKey } from '@steward/core/identity/api-key-service';
 import { createRole } from '@steward/core/identity/role-service';
+import { runStep } from '@steward/core/executor/run-step';
+import { planTask } from '@steward/core/planner/plan-task';
+import { createPlaybook } from '@steward/core/planner/playbook-service';
+import { getTask, submitEvent } from '@steward/core/tasks/task-service';
 import { SYSTEM_ACTOR } from '@steward/core/resources';
+import { createSchedule } from '@steward/core/watchers/schedule-service';
+import { createWebhook } from '@steward/core/watchers/webhook-service';
+import { createConnection } from '@steward/core/connections/connection-service';
 import {
   addUser,
   bearer,
@@ -27,6 +34,63 @@ interface Tenant {
   viewerRoleId: string;
   extraKeyId: string;
   extraKeyPrefix: string;
+  loop: LoopData;
+  /** An inbound webhook and a schedule. */
+  watch: { webhookId: string; scheduleId: string };
+  /** Connections (an smtp one with a secret, an http one). */
+  connectionIds: string[];
+}
+
+/** The tenant's work: playbooks, a task waiting for approval and a task whose step is a dead letter. */
+interface LoopData {
+  playbookIds: string[];
+  waitingTaskId: string;
+  approvalId: string;
+  failedTaskId: string;
+  deadStepId: string;
+  eventIds: string[];
+}
+
+async function seedLoop(tenantId: string, slug: string): Promise<LoopData> {
+  const approve = await createPlaybook(t.res, tenantId, SYSTEM_ACTOR, {
+    name: 'xt approve',
+    when: { subject: { contains: 'xt-approve' } },
+    steps: [{ key: 'pay', tool: 'noop', args: { note: 'pay {{extracted.amount}}' }, risk: 'high' }],
+  });
+  const dead = await createPlaybook(t.res, tenantId, SYSTEM_ACTOR, {
+    name: 'xt dead',
+    when: { subject: { contains: 'xt-dead' } },
+    // Not a member: the tool fails for good, so the step becomes a dead letter.
+    steps: [{ key: 'tell', tool: 'notify.user', args: { to: `nobody@${slug}.invalid`, title: 'hi' } }],
+  });
+  const waiting = await submitEvent(t.res, tenantId, SYSTEM_ACTOR, {
+    source: 'api',
+    type: 'note',
+    subject: 'xt-approve 40 USD',
+  });
+  await planTask(t.res, tenantId, waiting.taskId);
+  const failed = await submitEvent(t.res, tenantId, SYSTEM_ACTOR, {
+    source: 'api',
+    type: 'note',
+    subject: 'xt-dead',
+  });
+  await planTask(t.res, tenantId, failed.taskId);
+  const failedTask = await getTask(t.res, tenantId, failed.taskId);
+  await runStep(t.res, tenantId, failedTask.steps[0]!.id);
+  const waitingTask = await getTask(t.res, tenantId, waiting.taskId);
+  const deadTask = await getTask(t.res, tenantId, failed.taskId);
+  // The fixtures are what the cases below rely on.
+  expect(waitingTask.status).toBe('pending_approval');
+  expect(waitingTask.approvals.map((x) => x.status)).toEqual(['pending']);
+  expect(deadTask.steps.map((x) => x.status)).toEqual(['dead']);
+  return {
+    playbookIds: [approve.id, dead.id],
+    waitingTaskId: waiting.taskId,
+    approvalId: waitingTask.approvals[0]!.id,
+    failedTaskId: failed.taskId,
+    deadStepId: deadTask.steps[0]!.id,
+    eventIds: [waiting.eventId, failed.eventId],
+  };
 }
 
 let t: TestApp;
@@ -52,6 +116,35 @@ async function seed(slug: string): Promise<Tenant> {
     viewerRoleId: roles.find((r) => r.name === 'viewer')!.id,
     extraKeyId: extra.apiKey.id,
     extraKeyPrefix: extra.apiKey.prefix,
+    loop: await seedLoop(fx.tenant.id, slug),
+    connectionIds: [
+      (
+        await createConnection(t.res, fx.tenant.id, SYSTEM_ACTOR, {
+          kind: 'smtp',
+          name: 'xt smtp',
+          config: { host: 'smtp.example.com', from: `robot@${slug}.test`, username: 'robot' },
+          secret: `xt-secret-${slug}`,
+          isDefault: true,
+        })
+      ).id,
+      (
+        await createConnection(t.res, fx.tenant.id, SYSTEM_ACTOR, {
+          kind: 'http',
+          name: 'xt http',
+          config: { baseUrl: 'https://api.example.com/' },
+        })
+      ).id,
+    ],
+    watch: {
+      webhookId: (await createWebhook(t.res, fx.tenant.id, SYSTEM_ACTOR, { name: 'xt hook' })).id,
+      scheduleId: (
+        await createSchedule(t.res, fx.tenant.id, SYSTEM_ACTOR, {
+          name: 'xt schedule',
+          cron: '@daily',
+          event: { type: 'x' },
+        })
+      ).id,
+    },
   };
 }
 
@@ -60,7 +153,17 @@ beforeAll(async () => {
   A = await seed('xt-alpha');
   B = await seed('xt-bravo');
 });
-afterAll(() => t?.close());
+afterAll(() => {
+  if (process.env.SHOW_LOGS)
+    console.log(
+      t
+        ?.logs()
+        .split('\n')
+        .filter((l) => l.includes('"level":50'))
+        .join('\n'),
+    );
+  return t?.close();
+});
 
 interface IdCase {
   /** Tenant B's objects this route is tried on. */
@@ -69,6 +172,8 @@ interface IdCase {
   payload?: Record<string, unknown>;
   /** The URL for one target, for routes with parameters other than a single `:id`. */
   url?: (id: string) => string;
+  /** Routes only people may use answer API keys with this status, whatever the id. */
+  apiKeyStatus?: number;
 }
 
 /**
@@ -89,6 +194,34 @@ const CASES: Record<string, IdCase> = {
   },
   'DELETE /api/v1/roles/:id': { targets: () => [B.customRoleId, B.viewerRoleId] },
   'DELETE /api/v1/api-keys/:id': { targets: () => [B.extraKeyId, B.fx.apiKeyId] },
+  'GET /api/v1/tasks/:id': { targets: () => [B.loop.waitingTaskId, B.loop.failedTaskId] },
+  'POST /api/v1/tasks/:id/cancel': { targets: () => [B.loop.waitingTaskId, B.loop.failedTaskId] },
+  'GET /api/v1/approvals/:id': { targets: () => [B.loop.approvalId] },
+  'POST /api/v1/approvals/:id/decision': {
+    targets: () => [B.loop.approvalId],
+    payload: { decision: 'approve', comment: 'taken over' },
+    // Approvals are decided by people: an API key is refused before any lookup.
+    apiKeyStatus: 403,
+  },
+  'GET /api/v1/playbooks/:id': { targets: () => B.loop.playbookIds },
+  'PATCH /api/v1/playbooks/:id': {
+    targets: () => B.loop.playbookIds,
+    payload: { description: 'taken over', enabled: false },
+  },
+  'DELETE /api/v1/playbooks/:id': { targets: () => B.loop.playbookIds },
+  'POST /api/v1/dead-letters/:id/retry': { targets: () => [B.loop.deadStepId] },
+  'DELETE /api/v1/webhooks/:id': { targets: () => [B.watch.webhookId] },
+  'PATCH /api/v1/schedules/:id': {
+    targets: () => [B.watch.scheduleId],
+    payload: { name: 'taken over', enabled: false },
+  },
+  'DELETE /api/v1/schedules/:id': { targets: () => [B.watch.scheduleId] },
+  'GET /api/v1/connections/:id': { targets: () => B.connectionIds },
+  'PATCH /api/v1/connections/:id': {
+    targets: () => B.connectionIds,
+    payload: { name: 'taken over', secret: 'attacker-secret', isDefault: false },
+  },
+  'DELETE /api/v1/connections/:id': { targets: () => B.connectionIds },
 };
 
 /** Tenant B's owner (its user id, from B's /me). */
@@ -112,6 +245,23 @@ async function snapshotB() {
     apiKeys: await get('/api/v1/api-keys?limit=200&includeRevoked=true'),
     audit: await get('/api/v1/audit?limit=200'),
     auditVerify: await get('/api/v1/audit/verify'),
+    webhooks: await get('/api/v1/webhooks?limit=200'),
+    schedules: await get('/api/v1/schedules?limit=200'),
+    tasks: await get('/api/v1/tasks?limit=200'),
+    waitingTask: await get(`/api/v1/tasks/${B.loop.waitingTaskId}`),
+    failedTask: await get(`/api/v1/tasks/${B.loop.failedTaskId}`),
+    approvals: await get('/api/v1/approvals?limit=200'),
+    approval: await get(`/api/v1/approvals/${B.loop.approvalId}`),
+    playbooks: await get('/api/v1/playbooks?limit=200'),
+    deadLetters: await get('/api/v1/dead-letters?limit=200'),
+    connections: await get('/api/v1/connections?limit=200'),
+    connectionRows: await t.db.owner`
+      select id, name, config, is_default, secret_ciphertext, secret_nonce, updated_at from connections
+      where tenant_id = ${B.fx.tenant.id} order by id`,
+    jobs: await t.db.owner`
+      select t.identifier, j.key, j.payload, j.run_at, j.attempts
+      from graphile_worker._private_jobs j join graphile_worker._private_tasks t on t.id = j.task_id
+      where j.payload->>'tenantId' = ${B.fx.tenant.id} order by j.id`,
   };
 }
 
@@ -148,7 +298,7 @@ describe('routes that take an id', () => {
   it("answer 404 to A's token and A's API key on B's objects, exactly like a missing id, and change nothing in B", async () => {
     const before = await snapshotB();
     // Mutations last, so that a leak in one route cannot hide a leak in a read.
-    const order = ['GET', 'HEAD', 'PATCH', 'DELETE'];
+    const order = ['GET', 'HEAD', 'POST', 'PATCH', 'DELETE'];
     const routes = [...paramRoutes()].sort((x, y) => order.indexOf(x.method) - order.indexOf(y.method));
     let attempts = 0;
     for (const route of routes) {
@@ -164,17 +314,20 @@ describe('routes that take an id', () => {
             headers: bearer(credential),
             ...(c.payload ? { payload: c.payload } : {}),
           });
+        const expected = who === 'api key' && c.apiKeyStatus ? c.apiKeyStatus : 404;
         const missing = await request(MISSING_ID);
-        expect(missing.statusCode, `${route.method} ${route.url} (${who}, missing id)`).toBe(404);
+        expect(missing.statusCode, `${route.method} ${route.url} (${who}, missing id)`).toBe(expected);
         for (const id of c.targets()) {
           const r = await request(id);
           attempts++;
-          expect(r.statusCode, `${route.method} ${route.url} (${who}) on B's ${id}: ${r.body}`).toBe(404);
+          expect(r.statusCode, `${route.method} ${route.url} (${who}) on B's ${id}: ${r.body}`).toBe(
+            expected,
+          );
           expect(errorWithoutRequestId(r)).toEqual(errorWithoutRequestId(missing));
         }
       }
     }
-    expect(attempts).toBeGreaterThanOrEqual(28);
+    expect(attempts).toBeGreaterThanOrEqual(52);
     expect(await snapshotB()).toEqual(before);
     // B's credentials still work.
     expectStatus(await t.app.inject({ url: '/api/v1/me', headers: bearer(B.fx.apiKey) }), 200);
@@ -198,6 +351,55 @@ describe('routes that take an id', () => {
       await t.app.inject({ method: 'DELETE', url: `/api/v1/api-keys/${A.extraKeyId}`, headers: h }),
       204,
     );
+    expectStatus(await t.app.inject({ url: `/api/v1/tasks/${A.loop.waitingTaskId}`, headers: h }), 200);
+    expectStatus(await t.app.inject({ url: `/api/v1/approvals/${A.loop.approvalId}`, headers: h }), 200);
+    expectStatus(
+      await t.app.inject({ url: `/api/v1/playbooks/${A.loop.playbookIds[0]}`, headers: bearer(A.fx.apiKey) }),
+      200,
+    );
+    expectStatus(
+      await t.app.inject({
+        method: 'PATCH',
+        url: `/api/v1/playbooks/${A.loop.playbookIds[0]}`,
+        headers: h,
+        payload: { description: 'changed by A' },
+      }),
+      200,
+    );
+    const decided = expectStatus(
+      await t.app.inject({
+        method: 'POST',
+        url: `/api/v1/approvals/${A.loop.approvalId}/decision`,
+        headers: h,
+        payload: { decision: 'approve' },
+      }),
+      200,
+    ).json();
+    expect(decided.approval.status).toBe('approved');
+    expect(
+      expectStatus(await t.app.inject({ url: '/api/v1/dead-letters', headers: h }), 200).json().items,
+    ).toEqual([expect.objectContaining({ id: A.loop.deadStepId, taskId: A.loop.failedTaskId })]);
+    const retried = expectStatus(
+      await t.app.inject({
+        method: 'POST',
+        url: `/api/v1/dead-letters/${A.loop.deadStepId}/retry`,
+        headers: bearer(A.fx.apiKey),
+      }),
+      200,
+    ).json();
+    expect(retried.steps[0].status).toBe('ready');
+    expectStatus(
+      await t.app.inject({
+        method: 'POST',
+        url: `/api/v1/tasks/${A.loop.waitingTaskId}/cancel`,
+        headers: bearer(A.fx.apiKey),
+      }),
+      200,
+    );
+    expectStatus(
+      await t.app.inject({ method: 'DELETE', url: `/api/v1/playbooks/${A.loop.playbookIds[1]}`, headers: h }),
+      204,
+    );
   });
 });
 
@@ -219,7 +421,16 @@ describe('list endpoints', () => {
         B.extraKeyPrefix,
         B.fx.apiKeyId,
         B.fx.apiKey.slice(0, 16),
+        B.watch.webhookId,
+        B.watch.scheduleId,
         ...roles.map((r) => r.id),
+        B.loop.waitingTaskId,
+        B.loop.failedTaskId,
+        B.loop.approvalId,
+        B.loop.deadStepId,
+        ...B.loop.playbookIds,
+        ...B.loop.eventIds,
+        'nobody@xt-bravo.invalid',
       ];
     };
     const forbidden = await bSecrets();
@@ -229,7 +440,16 @@ describe('list endpoints', () => {
       (r) => r.method === 'GET' && r.url.startsWith('/api/v1/') && !r.url.includes(':'),
     );
     expect(lists.map((r) => r.url)).toEqual(
-      expect.arrayContaining(['/api/v1/users', '/api/v1/roles', '/api/v1/api-keys', '/api/v1/audit']),
+      expect.arrayContaining([
+        '/api/v1/users',
+        '/api/v1/roles',
+        '/api/v1/api-keys',
+        '/api/v1/audit',
+        '/api/v1/tasks',
+        '/api/v1/approvals',
+        '/api/v1/playbooks',
+        '/api/v1/dead-letters',
+      ]),
     );
     let answered = 0;
     for (const route of lists) {
@@ -251,6 +471,16 @@ describe('list endpoints', () => {
     ).body;
     expect(users).toContain(A.memberId);
     expect(users).toContain(A.fx.ownerEmail);
+    for (const [url, id] of [
+      ['/api/v1/tasks', A.loop.waitingTaskId],
+      ['/api/v1/approvals', A.loop.approvalId],
+      ['/api/v1/playbooks', A.loop.playbookIds[0]!],
+    ] as const) {
+      expect(
+        expectStatus(await t.app.inject({ url, headers: bearer(A.fx.apiKey) }), 200).body,
+        `${url} shows A's own objects`,
+      ).toContain(id);
+    }
   });
 });
 

@@ -2,6 +2,7 @@ import { expireApproval } from '@steward/core/approvals/approval-service';
 import type { JobPayloads } from '@steward/core/executor/job-queue';
 import { reapStep, runStep } from '@steward/core/executor/run-step';
 import { planTask } from '@steward/core/planner/plan-task';
+import { runWeeklyBriefing } from '@steward/core/vault/briefing';
 import type { Resources } from '@steward/core/resources';
 import { isUuid } from '@steward/db/database';
 import { Logger, run, type Runner, type Task } from 'graphile-worker';
@@ -41,6 +42,9 @@ export async function startWorker(res: Resources, opts: WorkerOptions): Promise<
   const log = opts.log ?? (() => {});
   const pool = new pg.Pool({ connectionString: opts.appUrl, max: (opts.concurrency ?? 8) + 2 });
   pool.on('error', (e) => log('warn', `job queue connection error: ${e.message}`));
+  pool.on('connect', (client) =>
+    client.on('error', (e) => log('warn', `job queue connection error: ${e.message}`)),
+  );
   const logger = new Logger((scope) => (level, message) => {
     if (level === 'error' || level === 'warning')
       log(level === 'error' ? 'error' : 'warn', `[queue${scope.label ? ' ' + scope.label : ''}] ${message}`);
@@ -56,6 +60,7 @@ export async function startWorker(res: Resources, opts: WorkerOptions): Promise<
       'run-step': handler<'run-step'>((p) => runStep(res, p.tenantId, p.stepId)),
       'reap-step': handler<'reap-step'>((p) => reapStep(res, p.tenantId, p.stepId)),
       'expire-approval': handler<'expire-approval'>((p) => expireApproval(res, p.tenantId, p.approvalId)),
+      'weekly-briefing': handler<'weekly-briefing'>((p) => runWeeklyBriefing(res, p.tenantId)),
     },
   });
   const listener = postgres(opts.appUrl, { max: 1, onnotice: () => {} });

@@ -54,9 +54,7 @@ export async function retryDeadLetter(
       await tx`select 1 from steps where tenant_id = ${tenantId} and task_id = ${step.task_id} and kind = 'compensation' and status <> 'pending' limit 1`;
     if (comp && step.kind === 'action') throw conflict('compensation has already started for this task');
     if (step.kind === 'action') {
-      await tx`delete from steps where tenant_id = ${tenantId} and task_id = ${step.task_id} and kind = 'compensation'`.catch(
-        () => {},
-      );
+      // No compensation step exists here: the first one is created ready, so the check above refuses.
       await tx`update steps set status = 'pending', updated_at = now()
                where tenant_id = ${tenantId} and task_id = ${step.task_id} and kind = 'action' and status = 'skipped'`;
       await tx`update tasks set status = 'executing', finished_at = null, updated_at = now() where tenant_id = ${tenantId} and id = ${step.task_id}`;

@@ -6,6 +6,7 @@ export interface JobPayloads {
   'run-step': { tenantId: string; stepId: string };
   'reap-step': { tenantId: string; stepId: string };
   'expire-approval': { tenantId: string; approvalId: string };
+  'weekly-briefing': { tenantId: string };
 }
 
 export type JobName = keyof JobPayloads;

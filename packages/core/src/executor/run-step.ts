@@ -105,7 +105,8 @@ async function claim(res: Resources, tenantId: string, stepId: string): Promise<
     if (approval && approval.scope === 'step' && !approval.used_at) {
       await tx`update approvals set used_at = now() where tenant_id = ${tenantId} and id = ${approval.id}`;
     }
-    if (task.status !== 'executing') {
+    // Compensation runs for a task that already failed: it stays failed.
+    if (step.kind === 'action' && task.status !== 'executing') {
       await tx`update tasks set status = 'executing', updated_at = now() where tenant_id = ${tenantId} and id = ${task.id}`;
     }
     // If this worker dies, the reaper picks the step up when the lease runs out.

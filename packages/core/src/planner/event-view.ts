@@ -10,10 +10,15 @@ export interface EventView {
   extracted: { amount?: number; currency?: string; emails: string[] };
 }
 
-const AMOUNT =
-  /(?:([$€£])\s?|\b(USD|EUR|GBP)\s?)(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)|(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)\s?(USD|EUR|GBP)\b/i;
+// Bounded repetitions and lookbehinds keep matching linear: with unbounded `\d+` or `[...]+@`, a
+// long run of digits or letters in an event body took quadratic time (about 30 s for 100 kB).
+const NUMBER = String.raw`\d{1,3}(?:,\d{3}){1,6}(?:\.\d{1,6})?|\d{1,15}(?:\.\d{1,6})?`;
+const AMOUNT = new RegExp(
+  String.raw`(?:([$€£])\s?|\b(USD|EUR|GBP)\s?)(${NUMBER})(?!\d)|(?<![\d.,])(${NUMBER})\s?(USD|EUR|GBP)\b`,
+  'i',
+);
 const SYMBOL: Record<string, string> = { $: 'USD', '€': 'EUR', '£': 'GBP' };
-const EMAIL = /[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}/g;
+const EMAIL = /(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,24}/g;
 
 /** Pull an amount and e-mail addresses out of untrusted text (bounded input). */
 export function extract(text: string, data: Record<string, unknown>): EventView['extracted'] {

@@ -10,6 +10,11 @@ import type { Tool } from '../tools/tool.ts';
 import { eventView } from './event-view.ts';
 import { validateDraft, type PlanDraft } from './plan-draft.ts';
 import { planFromPlaybooks, type Playbook } from './playbook.ts';
+import { readHandbook } from '../vault/handbook.ts';
+import { createAdapter } from './llm/llm-adapter.ts';
+import { planWithModel } from './llm/llm-planner.ts';
+import { llmConfigured } from './llm/llm-settings.ts';
+import { recordUsage } from './llm/llm-usage.ts';
 
 interface EventRow {
   external_id: string | null;
@@ -39,13 +44,22 @@ async function needsAction(
   });
 }
 
+/** What tx1 hands to the model when no playbook matched: nothing here holds a lock. */
+interface ModelJob {
+  slug: string;
+  tools: Map<string, Tool>;
+  view: ReturnType<typeof eventView>;
+}
+
 /**
- * The `plan-task` job: make a plan for a task in needs_action (playbooks offline), validate it
- * against the tenant's tools, decide approvals in code, store steps and approvals, and start what
- * may start, in one transaction.
+ * The `plan-task` job: make a plan for a task in needs_action (playbooks offline; an LLM when one
+ * is configured and no playbook matched), validate it against the tenant's tools, decide approvals
+ * in code, store steps and approvals, and start what may start. The model is called between two
+ * transactions, so a slow provider never holds a lock or a connection.
  */
 export async function planTask(res: Resources, tenantId: string, taskId: string): Promise<void> {
-  await res.db.withTenant(tenantId, async (tx) => {
+  const llm = llmConfigured(res.llm);
+  const job = await res.db.withTenant(tenantId, async (tx): Promise<ModelJob | undefined> => {
     const [task] = await tx<
       TaskRow[]
     >`select * from tasks where tenant_id = ${tenantId} and id = ${taskId} for update`;
@@ -53,7 +67,10 @@ export async function planTask(res: Resources, tenantId: string, taskId: string)
     const [event] = await tx<
       EventRow[]
     >`select * from events where tenant_id = ${tenantId} and task_id = ${taskId}`;
-    if (!event) return needsAction(res, tx, tenantId, taskId, 'the task has no event to plan from');
+    if (!event) {
+      await needsAction(res, tx, tenantId, taskId, 'the task has no event to plan from');
+      return;
+    }
     const [tenant] = await tx<{ slug: string; settings: Record<string, unknown> }[]>`
       select slug, settings from tenants where id = ${tenantId}`;
     const settings = tenant?.settings ?? {};
@@ -65,18 +82,65 @@ export async function planTask(res: Resources, tenantId: string, taskId: string)
       playbooks.map((p) => ({ ...p, when: p.conditions })),
       view,
     );
-    if (!found)
-      return needsAction(
+    if (!found) {
+      if (llm && tenant) return { slug: tenant.slug, tools, view };
+      await needsAction(
         res,
         tx,
         tenantId,
         taskId,
         'no playbook matched this event; a person should look at it',
       );
+      return;
+    }
     const problems = validateDraft(found.draft, tools);
+    if (problems.length) {
+      await needsAction(res, tx, tenantId, taskId, `the plan is invalid: ${problems.join('; ')}`);
+      return;
+    }
+    await storePlan(res, tx, task, found.draft, tools, settings, `playbook:${found.playbook.name}`);
+  });
+  if (!job || !llm) return;
+
+  // Outside any transaction: the handbook, then the model (a network call).
+  const handbook = await readHandbook(res.dataDir, job.slug).catch(() => null);
+  const adapter = createAdapter(llm);
+  const result = await planWithModel({
+    adapter,
+    tools: job.tools,
+    view: job.view,
+    handbook: handbook ?? undefined,
+  });
+
+  await res.db.withTenant(tenantId, async (tx) => {
+    await recordUsage(tx, tenantId, {
+      taskId,
+      provider: adapter.provider,
+      model: adapter.model,
+      calls: result.usage,
+    });
+    const [task] = await tx<
+      TaskRow[]
+    >`select * from tasks where tenant_id = ${tenantId} and id = ${taskId} for update`;
+    if (!task || task.status !== 'needs_action' || task.planner) return;
+    if (!result.ok) return needsAction(res, tx, tenantId, taskId, result.reason);
+    // The tenant's tools may have changed while the model was thinking: validate again, in this tx.
+    const [tenant] = await tx<{ settings: Record<string, unknown> }[]>`
+      select settings from tenants where id = ${tenantId}`;
+    const settings = tenant?.settings ?? {};
+    const tools = res.tools.forTenant(settings);
+    const problems = validateDraft(result.draft, tools);
     if (problems.length)
       return needsAction(res, tx, tenantId, taskId, `the plan is invalid: ${problems.join('; ')}`);
-    await storePlan(res, tx, task, found.draft, tools, settings, `playbook:${found.playbook.name}`);
+    await storePlan(
+      res,
+      tx,
+      task,
+      result.draft,
+      tools,
+      settings,
+      `llm:${adapter.provider}:${adapter.model}`.slice(0, 200),
+    );
   });
 }
 
@@ -113,9 +177,19 @@ export async function storePlan(
   const previews: unknown[] = [];
   let position = 0;
   const expiresAt = new Date(Date.now() + policy.expiresInMinutes * 60_000);
-  for (const s of draft.steps) {
+  const decisions = draft.steps.map((s) =>
+    decideStep(policy, tools.get(s.tool)!, s.args, { plannerRisk: s.risk, knownRecipients: known }),
+  );
+  // Plan mode: when anything needs approval, nothing runs before the whole plan is approved, and
+  // the approval's dry-run preview lists the side effects of every step.
+  const planGate = policy.approvalMode === 'plan' && decisions.some((d) => d.required);
+  for (const [i, s] of draft.steps.entries()) {
     const tool = tools.get(s.tool)!;
-    const decision = decideStep(policy, tool, s.args, { plannerRisk: s.risk, knownRecipients: known });
+    const decided = decisions[i]!;
+    const decision =
+      planGate && !decided.required
+        ? { ...decided, required: true, reasons: ['part of a plan that needs approval'] }
+        : decided;
     const hash = actionHash(s.tool, s.args);
     const stepId = randomUUID();
     // The idempotency key is the step's identity: stable across every retry and every worker.
@@ -128,7 +202,7 @@ export async function storePlan(
               ${tool.retryable})`;
     if (!decision.required) continue;
     const preview = tool.preview(s.args);
-    if (policy.approvalMode === 'plan') {
+    if (planGate) {
       planSteps.push({ stepId, key: s.key, tool: s.tool, args: s.args, hash });
       previews.push(...preview);
       continue;

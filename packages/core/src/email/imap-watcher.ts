@@ -1,0 +1,184 @@
+import { ImapFlow } from 'imapflow';
+import { simpleParser } from 'mailparser';
+import { SYSTEM_ACTOR, type Resources } from '../resources.ts';
+import { submitEvent } from '../tasks/task-service.ts';
+
+export interface ImapAccount {
+  tenantId: string;
+  connectionId: string;
+  host: string;
+  port: number;
+  secure: boolean;
+  username: string;
+  password: string;
+  mailbox: string;
+}
+
+export interface ImapWatcherOptions {
+  /** Polling fallback for servers without IDLE (and for missed notifications). */
+  pollIntervalMs?: number;
+  reconnectMinMs?: number;
+  reconnectMaxMs?: number;
+  log?: (level: 'info' | 'warn', message: string) => void;
+}
+
+const MAX_BODY = 200_000;
+
+/** The event an e-mail becomes: deduplicated by its Message-ID (or the mailbox UID when it has none). */
+export async function messageToEvent(
+  source: Buffer,
+  uidValidity: bigint | number,
+  uid: number,
+  mailbox: string,
+) {
+  const mail = await simpleParser(source, { skipImageLinks: true, skipTextToHtml: true });
+  const addresses = (v: unknown) =>
+    ([] as { value: { address?: string }[] }[])
+      .concat((v as never) ?? [])
+      .flatMap((a) => a.value.map((x) => x.address).filter((x): x is string => !!x));
+  const text = mail.text ?? (typeof mail.html === 'string' ? mail.html.replace(/<[^>]*>/g, ' ') : '');
+  return {
+    source: 'email',
+    type: 'message',
+    externalId: (mail.messageId ?? `${mailbox}:${uidValidity}:${uid}`).slice(0, 500),
+    from: addresses(mail.from)[0] ?? '',
+    subject: (mail.subject ?? '').slice(0, 1000),
+    body: text.length > MAX_BODY ? text.slice(0, MAX_BODY) + '\n[truncated]' : text,
+    data: {
+      to: addresses(mail.to),
+      cc: addresses(mail.cc),
+      date: mail.date?.toISOString() ?? null,
+      mailbox,
+      uid,
+      attachments: mail.attachments.map((a) => ({
+        filename: a.filename ?? null,
+        contentType: a.contentType,
+        size: a.size,
+      })),
+    },
+  };
+}
+
+/**
+ * Watches one mailbox: catches up on messages newer than the last UID it remembers, then waits
+ * with IDLE (and polls as a fallback). Survives restarts (the last UID is stored) and server
+ * disconnects (it reconnects with backoff). Every message becomes one event.
+ */
+export class ImapWatcher {
+  readonly #res: Resources;
+  readonly #account: ImapAccount;
+  readonly #opts: Required<Omit<ImapWatcherOptions, 'log'>> & Pick<ImapWatcherOptions, 'log'>;
+  #client: ImapFlow | undefined;
+  #stopped = false;
+  #syncing: Promise<void> = Promise.resolve();
+  #pollTimer: NodeJS.Timeout | undefined;
+  #loop: Promise<void> | undefined;
+  /** Messages turned into events since start (for tests and metrics). */
+  processed = 0;
+
+  constructor(res: Resources, account: ImapAccount, opts: ImapWatcherOptions = {}) {
+    this.#res = res;
+    this.#account = account;
+    this.#opts = {
+      pollIntervalMs: opts.pollIntervalMs ?? 30_000,
+      reconnectMinMs: opts.reconnectMinMs ?? 1000,
+      reconnectMaxMs: opts.reconnectMaxMs ?? 60_000,
+      log: opts.log,
+    };
+  }
+
+  start(): void {
+    this.#loop ??= this.#run();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#pollTimer) clearInterval(this.#pollTimer);
+    await this.#client?.logout().catch(() => this.#client?.close());
+    await this.#loop?.catch(() => {});
+  }
+
+  async #run(): Promise<void> {
+    let delay = this.#opts.reconnectMinMs;
+    while (!this.#stopped) {
+      try {
+        await this.#session();
+        delay = this.#opts.reconnectMinMs;
+      } catch (error) {
+        this.#opts.log?.('warn', `imap ${this.#account.host}: ${(error as Error).message}`);
+      }
+      if (this.#stopped) break;
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(this.#opts.reconnectMaxMs, delay * 2);
+    }
+  }
+
+  /** One connection, until the server or stop() closes it. */
+  async #session(): Promise<void> {
+    const a = this.#account;
+    const client = new ImapFlow({
+      host: a.host,
+      port: a.port,
+      secure: a.secure,
+      auth: { user: a.username, pass: a.password },
+      logger: false,
+      emitLogs: false,
+    });
+    this.#client = client;
+    const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
+    client.on('error', (e: Error) => this.#opts.log?.('warn', `imap ${a.host}: ${e.message}`));
+    await client.connect();
+    await client.mailboxOpen(a.mailbox);
+    client.on('exists', () => this.#schedule(client));
+    this.#pollTimer = setInterval(() => this.#schedule(client), this.#opts.pollIntervalMs);
+    this.#schedule(client);
+    await closed;
+    clearInterval(this.#pollTimer);
+  }
+
+  #schedule(client: ImapFlow): void {
+    this.#syncing = this.#syncing
+      .then(() => this.#sync(client))
+      .catch((e: unknown) => {
+        this.#opts.log?.('warn', `imap sync failed: ${(e as Error).message}`);
+      });
+  }
+
+  /** Fetch every message after the remembered UID, in order, and submit each as an event. */
+  async #sync(client: ImapFlow): Promise<void> {
+    if (this.#stopped || !client.usable) return;
+    const a = this.#account;
+    const mailbox = client.mailbox;
+    if (!mailbox) return;
+    const uidValidity = BigInt(mailbox.uidValidity);
+    const state = await this.#res.db.withTenant(a.tenantId, async (tx) => {
+      const [row] = await tx<{ uidvalidity: string; last_uid: string }[]>`
+        select uidvalidity, last_uid from imap_state where tenant_id = ${a.tenantId} and connection_id = ${a.connectionId}`;
+      return row;
+    });
+    // A new UIDVALIDITY means the server renumbered the mailbox: start over (Message-IDs dedupe).
+    let last = state && BigInt(state.uidvalidity) === uidValidity ? Number(state.last_uid) : 0;
+    if (mailbox.exists === 0) return this.#save(uidValidity, last);
+    const uids = (await client.search({ uid: `${last + 1}:*` }, { uid: true })) || [];
+    for (const uid of uids.filter((u) => u > last).sort((x, y) => x - y)) {
+      if (this.#stopped) return;
+      const msg = await client.fetchOne(String(uid), { source: true, uid: true }, { uid: true });
+      if (!msg || !msg.source) continue;
+      const event = await messageToEvent(msg.source, uidValidity, uid, a.mailbox);
+      await submitEvent(this.#res, a.tenantId, { ...SYSTEM_ACTOR, label: `imap ${a.username}` }, event);
+      last = uid;
+      await this.#save(uidValidity, last);
+      this.processed++;
+    }
+  }
+
+  async #save(uidValidity: bigint, lastUid: number): Promise<void> {
+    const a = this.#account;
+    await this.#res.db.withTenant(
+      a.tenantId,
+      (tx) => tx`
+      insert into imap_state (tenant_id, connection_id, uidvalidity, last_uid) values (${a.tenantId}, ${a.connectionId}, ${uidValidity.toString()}, ${lastUid})
+      on conflict (tenant_id, connection_id) do update set uidvalidity = excluded.uidvalidity, last_uid = excluded.last_uid, updated_at = now()`,
+    );
+  }
+}
