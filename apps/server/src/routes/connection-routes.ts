@@ -14,7 +14,7 @@ import type { FastifyInstance } from 'fastify';
 import { actorOf, principalOf } from '../http/request-actor.ts';
 import { errors, IdParams, Page, PageQuery } from '../http/schemas.ts';
 
-const Kind = Type.Union([Type.Literal('smtp'), Type.Literal('http')]);
+const Kind = Type.Union([Type.Literal('smtp'), Type.Literal('http'), Type.Literal('imap')]);
 
 const ConnectionSchema = Type.Object({
   id: Type.String({ format: 'uuid' }),
@@ -48,7 +48,7 @@ export function connectionRoutes(res: Resources) {
         config: { access: 'connections:read' },
         schema: {
           tags: ['connections'],
-          summary: 'Connections (SMTP servers, HTTP APIs), by name; secrets are never returned',
+          summary: 'Connections (SMTP servers, HTTP APIs, IMAP mailboxes), by name; secrets are never returned',
           querystring: Type.Composite([PageQuery, Type.Object({ kind: Type.Optional(Kind) })], {
             additionalProperties: false,
           }),

@@ -14,7 +14,7 @@ import { decodeCursor, encodeCursor, type Page } from '../shared/cursor.ts';
  * envelope key, never returned (views say `hasSecret`), never logged, never in audit details.
  */
 
-export const CONNECTION_KINDS = ['smtp', 'http'] as const;
+export const CONNECTION_KINDS = ['smtp', 'http', 'imap'] as const;
 export type ConnectionKind = (typeof CONNECTION_KINDS)[number];
 
 export const CONNECTION_NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$';
@@ -76,7 +76,22 @@ export const HttpConfig = Type.Object(
 );
 export type HttpConfig = Static<typeof HttpConfig>;
 
-const CONFIG_SCHEMAS: Record<ConnectionKind, TSchema> = { smtp: SmtpConfig, http: HttpConfig };
+/** A mailbox the IMAP watcher reads (the password is the connection's secret). */
+export const ImapConfig = Type.Object(
+  {
+    host: Host,
+    port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: 'default 993 (143 when not secure)' })),
+    secure: Type.Optional(Type.Boolean({ description: 'TLS from the start (default true)' })),
+    username: Type.String({ minLength: 1, maxLength: 256 }),
+    mailbox: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'default INBOX' })),
+    pollSeconds: Type.Optional(Type.Integer({ minimum: 5, maximum: 3600, description: 'polling fallback (default 60)' })),
+    allowPrivateNetwork: Type.Optional(AllowPrivate),
+  },
+  { additionalProperties: false },
+);
+export type ImapConfig = Static<typeof ImapConfig>;
+
+const CONFIG_SCHEMAS: Record<ConnectionKind, TSchema> = { smtp: SmtpConfig, http: HttpConfig, imap: ImapConfig };
 const checkers = Object.fromEntries(
   Object.entries(CONFIG_SCHEMAS).map(([k, s]) => [k, TypeCompiler.Compile(s)]),
 ) as Record<ConnectionKind, ReturnType<typeof TypeCompiler.Compile>>;

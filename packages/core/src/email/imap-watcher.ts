@@ -6,7 +6,10 @@ import { submitEvent } from '../tasks/task-service.ts';
 export interface ImapAccount {
   tenantId: string;
   connectionId: string;
+  /** The address to connect to (already checked against the network rules). */
   host: string;
+  /** The host name for TLS certificate checks, when `host` is an address. */
+  servername?: string;
   port: number;
   secure: boolean;
   username: string;
@@ -121,6 +124,7 @@ export class ImapWatcher {
       port: a.port,
       secure: a.secure,
       auth: { user: a.username, pass: a.password },
+      ...(a.servername ? { servername: a.servername } : {}),
       logger: false,
       emitLogs: false,
     });

@@ -1,3 +1,4 @@
+import { startImapMailboxes } from '../email/imap-mailboxes.ts';
 import type { Resources } from '../resources.ts';
 import { startFolderWatcher, type FolderWatcherOptions } from './folder-watcher.ts';
 import { Leadership, processHolderId } from './leases.ts';
@@ -5,6 +6,7 @@ import { startScheduler } from './scheduler.ts';
 
 export const FOLDER_LEASE = 'watch:folder';
 export const SCHEDULER_LEASE = 'scheduler';
+export const IMAP_LEASE = 'watch:imap';
 
 export interface WatchersOptions {
   /** Lease lifetime: how long a dead leader blocks the others (renewed every third of it). */
@@ -21,8 +23,9 @@ export interface WatchersHandle {
 }
 
 /**
- * The background roles of a `worker` / `all` process: the folder watcher and the scheduler, each
- * run only by the process holding its lease (any number of processes may call this).
+ * The background roles of a `worker` / `all` process: the folder watcher, the scheduler and the
+ * IMAP mailboxes, each run only by the process holding its lease (any number of processes may
+ * call this).
  */
 export function startWatchers(res: Resources, opts: WatchersOptions): WatchersHandle {
   const holder = opts.holder ?? processHolderId();
@@ -48,12 +51,24 @@ export function startWatchers(res: Resources, opts: WatchersOptions): WatchersHa
       return () => loop.stop();
     },
   });
+  const imap = new Leadership({
+    db: res.db,
+    name: IMAP_LEASE,
+    holder,
+    ttlMs: opts.leaseMs,
+    log: opts.log,
+    lead: async () => {
+      const mailboxes = startImapMailboxes(res, { log: opts.log });
+      return () => mailboxes.stop();
+    },
+  });
   folder.start();
   scheduler.start();
+  imap.start();
   return {
     holder,
     async stop() {
-      await Promise.all([folder.stop(), scheduler.stop()]);
+      await Promise.all([folder.stop(), scheduler.stop(), imap.stop()]);
     },
   };
 }
