@@ -151,6 +151,11 @@ describe('the loop', () => {
     );
   });
 
+  it('a value the database cannot store is a 400, not a 500', async () => {
+    const r = expectStatus(await api('POST', '/events', { source: 'api', type: 'note', subject: 'nul \u0000 here' }), 400);
+    expect(r.json().error.code).toBe('VALIDATION_FAILED');
+  });
+
   it('an event no playbook matches waits for a person', async () => {
     const intake = expectStatus(
       await api('POST', '/events', { source: 'api', type: 'note', subject: 'hello there' }),

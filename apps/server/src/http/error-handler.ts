@@ -57,6 +57,12 @@ export function installErrorHandling(app: FastifyInstance): void {
       request.log.info({ code: error.code }, 'client error');
       return sendError(reply, 'BAD_REQUEST', 'the request could not be processed');
     }
+    // PostgreSQL "data exception" (class 22): a value it cannot store, such as a NUL character.
+    const pgCode = (error as { code?: unknown }).code;
+    if ((error as Error).name === 'PostgresError' && typeof pgCode === 'string' && pgCode.startsWith('22')) {
+      request.log.info({ code: pgCode }, 'value rejected by the database');
+      return sendError(reply, 'VALIDATION_FAILED', 'a value cannot be stored (for example it contains a NUL character)');
+    }
     request.log.error({ err: error }, 'unhandled error');
     return sendError(reply, 'INTERNAL', 'internal error; quote the request id when reporting it');
   });
