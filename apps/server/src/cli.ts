@@ -15,9 +15,18 @@ import { migrate } from '@steward/db/migrate';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import { ensureTenantFolders } from './demo.ts';
 import { openRuntime, ownerDatabase, type Runtime } from './runtime.ts';
-import { runServer } from './server-process.ts';
+import { addApprovalCommands } from './cli/approval-commands.ts';
+import { addConnectionCommands } from './cli/connection-commands.ts';
+import { addDeadLetterCommands } from './cli/dead-letter-commands.ts';
+import { addEventCommands } from './cli/event-commands.ts';
+import { addPlaybookCommands } from './cli/playbook-commands.ts';
+import { addTaskCommands } from './cli/task-commands.ts';
 
 const CLI_ACTOR: Actor = { type: 'system', label: 'steward cli' };
+
+/** The server (HTTP, workers, watchers) loads only for the commands that run it: one-shot commands start faster. */
+const runServer = async (...args: Parameters<(typeof import('./server-process.ts'))['runServer']>) =>
+  (await import('./server-process.ts')).runServer(...args);
 
 interface GlobalOptions {
   json?: boolean;
@@ -234,6 +243,18 @@ program
       if (!ok) process.exitCode = 1;
     }),
   );
+
+// The loop's command groups (apps/server/src/cli/), sharing this entry's runtime and output.
+for (const addCommands of [
+  addEventCommands,
+  addTaskCommands,
+  addApprovalCommands,
+  addPlaybookCommands,
+  addConnectionCommands,
+  addDeadLetterCommands,
+]) {
+  addCommands(program, { withRuntime, print });
+}
 
 try {
   await program.parseAsync(process.argv);

@@ -31,6 +31,8 @@ export interface Config {
   workerConcurrency: number;
   /** Seconds a leader lease (folder watcher, scheduler) lasts without renewal. */
   leaseSeconds: number;
+  /** The installation allows stdio MCP servers (commands on this host); tenants must opt in too. */
+  mcpAllowStdio: boolean;
   llm: {
     provider: LlmProvider;
     anthropicApiKey: string | undefined;
@@ -70,6 +72,8 @@ export const ENVIRONMENT = {
   OPENAI_API_KEY: 'API key for STEWARD_LLM_PROVIDER=openai',
   OPENAI_BASE_URL: 'OpenAI-compatible endpoint (Ollama, vLLM, ...)',
   STEWARD_LLM_MODEL: 'model name for the LLM planner',
+  STEWARD_MCP_STDIO:
+    '1 to allow stdio MCP servers (commands run on this host) for tenants whose setting mcp.allowStdio is true (default off)',
 } as const;
 
 export class ConfigError extends Error {
@@ -181,6 +185,7 @@ export function loadConfig(
     tenantConcurrency: int('STEWARD_TENANT_CONCURRENCY', 4, 1, 1000),
     workerConcurrency: int('STEWARD_WORKER_CONCURRENCY', 8, 1, 200),
     leaseSeconds: int('STEWARD_LEASE_SECONDS', 15, 2, 3600),
+    mcpAllowStdio: bool('STEWARD_MCP_STDIO'),
     llm: { provider, anthropicApiKey, openaiApiKey, openaiBaseUrl, model: str('STEWARD_LLM_MODEL') },
   };
   if (problems.length) throw new ConfigError(problems);

@@ -152,7 +152,10 @@ describe('the loop', () => {
   });
 
   it('a value the database cannot store is a 400, not a 500', async () => {
-    const r = expectStatus(await api('POST', '/events', { source: 'api', type: 'note', subject: 'nul \u0000 here' }), 400);
+    const r = expectStatus(
+      await api('POST', '/events', { source: 'api', type: 'note', subject: 'nul \u0000 here' }),
+      400,
+    );
     expect(r.json().error.code).toBe('VALIDATION_FAILED');
   });
 

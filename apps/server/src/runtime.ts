@@ -104,6 +104,7 @@ export async function openRuntime(config: Config, opts: OpenOptions = {}): Promi
       },
       dataDir: config.dataDir,
       llm: config.llm,
+      mcp: { allowStdio: config.mcpAllowStdio },
     };
     const database = db;
     return {

@@ -1,6 +1,7 @@
 import { loadMigrations } from '@steward/db/migrate';
 import pino from 'pino';
-import { buildApp, REDACT_PATHS } from './app.ts';
+import type { buildApp } from './app.ts';
+import { REDACT_PATHS } from './http/redact-paths.ts';
 import type { Config } from './config.ts';
 import { DEMO_SLUG, provisionDemo } from './demo.ts';
 import { openRuntime } from './runtime.ts';
@@ -90,6 +91,8 @@ export async function runServer(config: Config, role: Role): Promise<void> {
     }
     if (role !== 'worker') {
       const migrations = await loadMigrations();
+      // Loaded only by processes that serve HTTP: a worker starts faster without it.
+      const { buildApp } = await import('./app.ts');
       app = await buildApp(res, {
         logger,
         bodyLimit: config.bodyLimit,

@@ -1,6 +1,6 @@
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -105,6 +105,27 @@ afterAll(async () => {
   await rm(dataDir, { recursive: true, force: true });
 });
 
+interface TaskJson {
+  id: string;
+  title: string;
+  status: string;
+  source: string;
+  steps: { key: string; status: string; needsApproval: boolean }[];
+  approvals: { id: string; status: string; action: unknown }[];
+}
+
+/** Poll until the value is what the test waits for; after a minute, fail showing the last value. */
+async function until<T>(get: () => Promise<T>, ok: (value: T) => boolean): Promise<NonNullable<T>> {
+  const deadline = Date.now() + 60_000;
+  let last: T = await get();
+  while (!ok(last)) {
+    if (Date.now() > deadline) throw new Error(`still waiting: ${JSON.stringify(last)}`);
+    await new Promise((r) => setTimeout(r, 200));
+    last = await get();
+  }
+  return last as NonNullable<T>;
+}
+
 describe('steward start', () => {
   it('starts on an empty data directory, serves the API and stops gracefully', async () => {
     const s = await start();
@@ -123,6 +144,48 @@ describe('steward start', () => {
     const { accessToken } = (await login.json()) as { accessToken: string };
     const me = await api('/api/v1/me', { headers: { authorization: `Bearer ${accessToken}` } });
     expect(((await me.json()) as { tenant: { slug: string } }).tenant.slug).toBe('demo');
+
+    // What a user gets: a file dropped into the demo inbox becomes a task, the sample playbook plans
+    // it, the risky step waits for approval, and after the approval the task ends done.
+    const auth = { authorization: `Bearer ${accessToken}`, 'content-type': 'application/json' };
+    await writeFile(
+      path.join(dataDir, 'tenants/demo/inbox/invoice-1042.md'),
+      '# Invoice 1042 from ACME\n\nPlease pay $420 by Friday.\n',
+    );
+    const taskOf = async (): Promise<TaskJson | undefined> => {
+      const page = (await (await api('/api/v1/tasks', { headers: auth })).json()) as { items: TaskJson[] };
+      const found = page.items.find((x) => x.title === 'Invoice 1042 from ACME');
+      return (
+        found && ((await (await api(`/api/v1/tasks/${found.id}`, { headers: auth })).json()) as TaskJson)
+      );
+    };
+    const waiting = await until(taskOf, (x) => x?.status === 'pending_approval');
+    expect(waiting.source).toBe('folder');
+    expect(waiting.steps.map((x) => [x.key, x.needsApproval])).toEqual([
+      ['file_note', false],
+      ['tell_owner', false],
+      ['record_payment', true],
+    ]);
+    const approval = waiting.approvals.find((x) => x.status === 'pending')!;
+    expect(approval.action).toEqual({
+      tool: 'noop',
+      args: { note: 'record payment of 420 USD for "Invoice 1042 from ACME"' },
+    });
+    const decided = await api(`/api/v1/approvals/${approval.id}/decision`, {
+      method: 'POST',
+      headers: auth,
+      body: JSON.stringify({ decision: 'approve', comment: 'paid' }),
+    });
+    expect(decided.status).toBe(200);
+    const done = await until(taskOf, (x) => x?.status === 'done' || x?.status === 'failed');
+    expect(done.status).toBe('done');
+    expect(done.steps.every((x) => x.status === 'succeeded')).toBe(true);
+    expect(
+      await readFile(
+        path.join(dataDir, 'tenants/demo/vault/Notes/Invoices/Invoice - Invoice 1042 from ACME.md'),
+        'utf8',
+      ),
+    ).toContain('Please pay $420 by Friday.');
 
     const spec = (await (await api('/openapi.json')).json()) as {
       openapi: string;
@@ -169,7 +232,7 @@ describe('steward start', () => {
     s.child.kill('SIGTERM');
     expect(await s.exited).toBe(0);
     expect(await postmasterRunning()).toBe(false);
-  });
+  }, 180_000);
 
   it('keeps its data, skips the demo, and recovers after SIGKILL', async () => {
     const first = await start();

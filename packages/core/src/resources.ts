@@ -6,6 +6,7 @@ import type { AccessTokens } from './identity/access-tokens.ts';
 import type { Authenticator } from './identity/authenticator.ts';
 import type { ToolRegistry } from './tools/tool-registry.ts';
 import type { LlmSettings } from './planner/llm/llm-settings.ts';
+import type { Resolver } from './tools/builtin/network-guard.ts';
 
 /** Everything the domain code needs, wired by hand in one place (see apps/server/src/resources.ts). */
 export interface Resources {
@@ -20,6 +21,17 @@ export interface Resources {
   dataDir: string;
   /** The LLM planner's provider (absent or `rules`: playbooks only). */
   llm?: LlmSettings | undefined;
+  /** MCP client settings (absent: stdio MCP servers are not allowed). */
+  mcp?: McpSettings | undefined;
+}
+
+export interface McpSettings {
+  /** The installation allows stdio MCP servers (STEWARD_MCP_STDIO=1); tenants must opt in as well. */
+  allowStdio: boolean;
+  /** DNS resolution for HTTP MCP servers (tests). */
+  resolve?: Resolver | undefined;
+  /** Addresses to treat as public (tests only). */
+  treatAsPublic?: ReadonlySet<string> | undefined;
 }
 
 export interface ExecutorSettings {

@@ -24,6 +24,8 @@ const SAMPLE_OVERRIDES: Record<string, Record<string, () => string>> = {
     wrapped_key: () => randomBytes(24).toString('hex'),
     nonce: () => randomBytes(6).toString('hex'),
   },
+  // An http MCP server needs its url (nullable, so filled in only because it is listed here).
+  mcp_servers: { transport: () => 'http', url: () => 'https://mcp.example.com/mcp' },
 };
 
 let db: TestDatabase;
@@ -102,7 +104,7 @@ async function insertSample(tx: Sql, table: string, fixed: Record<string, string
   for (const c of await columns(table)) {
     types[c.name] = c.type;
     if (c.name in fixed) values[c.name] = fixed[c.name]!;
-    else if (c.required) values[c.name] = sampleValue(table, c);
+    else if (c.required || SAMPLE_OVERRIDES[table]?.[c.name]) values[c.name] = sampleValue(table, c);
   }
   const names = Object.keys(values);
   const sql = `insert into ${ident(table)} (${names.map(ident).join(', ')})
@@ -124,7 +126,7 @@ async function sampleInsert(tx: Sql, table: string, tenantId: string): Promise<u
   for (const c of await columns(table)) {
     types[c.name] = c.type;
     if (c.name === 'tenant_id') values[c.name] = tenantId;
-    else if (c.required) values[c.name] = sampleValue(table, c);
+    else if (c.required || SAMPLE_OVERRIDES[table]?.[c.name]) values[c.name] = sampleValue(table, c);
   }
   const names = Object.keys(values);
   return tx.unsafe(

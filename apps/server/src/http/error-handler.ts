@@ -61,7 +61,11 @@ export function installErrorHandling(app: FastifyInstance): void {
     const pgCode = (error as { code?: unknown }).code;
     if ((error as Error).name === 'PostgresError' && typeof pgCode === 'string' && pgCode.startsWith('22')) {
       request.log.info({ code: pgCode }, 'value rejected by the database');
-      return sendError(reply, 'VALIDATION_FAILED', 'a value cannot be stored (for example it contains a NUL character)');
+      return sendError(
+        reply,
+        'VALIDATION_FAILED',
+        'a value cannot be stored (for example it contains a NUL character)',
+      );
     }
     request.log.error({ err: error }, 'unhandled error');
     return sendError(reply, 'INTERNAL', 'internal error; quote the request id when reporting it');

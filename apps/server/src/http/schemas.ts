@@ -1,4 +1,4 @@
-import { Type, type TSchema } from '@sinclair/typebox';
+import { Type, type StringOptions, type TSchema } from '@sinclair/typebox';
 
 export const ErrorResponse = Type.Object(
   {
@@ -27,8 +27,17 @@ export const IdParams = Type.Object({ id: Type.String({ format: 'uuid' }) }, { a
 export const Email = Type.String({ format: 'email', maxLength: 320 });
 export const Password = Type.String({ minLength: 1, maxLength: 256 });
 
+/**
+ * A string or null, as `type: ['string', 'null']` (OpenAPI 3.1). Type.Union would give an `anyOf`,
+ * which fast-json-stringify serializes by running a validator on every value: on a 50-item page
+ * that was about 40% of the serialization time (bench/).
+ */
+export function NullableString(options: StringOptions = {}) {
+  return Type.Unsafe<string | null>({ ...options, type: ['string', 'null'] });
+}
+
 export function Page<T extends TSchema>(item: T) {
-  return Type.Object({ items: Type.Array(item), nextCursor: Type.Union([Type.String(), Type.Null()]) });
+  return Type.Object({ items: Type.Array(item), nextCursor: NullableString() });
 }
 
 /** Standard error responses a route may give, for the OpenAPI document. */

@@ -48,7 +48,8 @@ export function connectionRoutes(res: Resources) {
         config: { access: 'connections:read' },
         schema: {
           tags: ['connections'],
-          summary: 'Connections (SMTP servers, HTTP APIs, IMAP mailboxes), by name; secrets are never returned',
+          summary:
+            'Connections (SMTP servers, HTTP APIs, IMAP mailboxes), by name; secrets are never returned',
           querystring: Type.Composite([PageQuery, Type.Object({ kind: Type.Optional(Kind) })], {
             additionalProperties: false,
           }),

@@ -10,7 +10,7 @@ import {
 } from '@steward/core/identity/user-service';
 import type { FastifyInstance } from 'fastify';
 import { actorOf, principalOf } from '../http/request-actor.ts';
-import { Email, errors, IdParams, Page, PageQuery, Password } from '../http/schemas.ts';
+import { Email, errors, IdParams, NullableString, Page, PageQuery, Password } from '../http/schemas.ts';
 
 const RoleName = Type.String({ pattern: '^[a-z][a-z0-9_-]{0,39}$' });
 
@@ -20,7 +20,7 @@ export const MemberSchema = Type.Object({
   name: Type.String(),
   role: Type.String(),
   status: Type.String(),
-  lastLoginAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  lastLoginAt: NullableString({ format: 'date-time' }),
   createdAt: Type.String({ format: 'date-time' }),
 });
 

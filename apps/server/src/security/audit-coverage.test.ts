@@ -11,6 +11,7 @@ import { SYSTEM_ACTOR } from '@steward/core/resources';
 import { createSchedule } from '@steward/core/watchers/schedule-service';
 import { createWebhook } from '@steward/core/watchers/webhook-service';
 import { createConnection } from '@steward/core/connections/connection-service';
+import { createMcpServer } from '@steward/core/mcp/mcp-service';
 import {
   addUser,
   bearer,
@@ -195,7 +196,46 @@ const newConnection = async () => ({
   ).id,
 });
 
+const newMcpServer = async () => ({
+  id: (
+    await createMcpServer(t.res, a.tenant.id, SYSTEM_ACTOR, {
+      name: `m${unique()}`,
+      transport: 'http',
+      url: 'https://mcp.example.com/mcp',
+      secret: { authorization: 'audit-mcp-secret' },
+    })
+  ).id,
+});
+
 const TENANT_CASES: Record<string, Run> = {
+  'POST /api/v1/mcp-servers': tenantCase('POST', '/api/v1/mcp-servers', 'mcp_server.created', async () => ({
+    payload: {
+      name: `m${unique()}`,
+      transport: 'http',
+      url: 'https://mcp.example.com/mcp',
+      secret: { authorization: 'Bearer audit-mcp-secret' },
+      allowedTools: ['lookup'],
+    },
+  })),
+  'PATCH /api/v1/mcp-servers/:id': tenantCase(
+    'PATCH',
+    '/api/v1/mcp-servers/:id',
+    'mcp_server.updated',
+    async () => ({
+      ...(await newMcpServer()),
+      payload: {
+        allowedTools: ['lookup'],
+        riskOverrides: { lookup: 'critical' },
+        secret: { authorization: 'rotated' },
+      },
+    }),
+  ),
+  'DELETE /api/v1/mcp-servers/:id': tenantCase(
+    'DELETE',
+    '/api/v1/mcp-servers/:id',
+    'mcp_server.deleted',
+    newMcpServer,
+  ),
   'POST /api/v1/connections': tenantCase('POST', '/api/v1/connections', 'connection.created', async () => ({
     payload: {
       kind: 'http',

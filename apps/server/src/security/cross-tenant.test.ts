@@ -10,6 +10,7 @@ import { SYSTEM_ACTOR } from '@steward/core/resources';
 import { createSchedule } from '@steward/core/watchers/schedule-service';
 import { createWebhook } from '@steward/core/watchers/webhook-service';
 import { createConnection } from '@steward/core/connections/connection-service';
+import { createMcpServer } from '@steward/core/mcp/mcp-service';
 import {
   addUser,
   bearer,
@@ -39,6 +40,8 @@ interface Tenant {
   watch: { webhookId: string; scheduleId: string };
   /** Connections (an smtp one with a secret, an http one). */
   connectionIds: string[];
+  /** An HTTP MCP server with a secret. */
+  mcpServerIds: string[];
 }
 
 /** The tenant's work: playbooks, a task waiting for approval and a task whose step is a dead letter. */
@@ -135,6 +138,17 @@ async function seed(slug: string): Promise<Tenant> {
         })
       ).id,
     ],
+    mcpServerIds: [
+      (
+        await createMcpServer(t.res, fx.tenant.id, SYSTEM_ACTOR, {
+          name: 'xt-mcp',
+          transport: 'http',
+          url: 'https://mcp.example.com/mcp',
+          secret: { authorization: `xt-mcp-secret-${slug}` },
+          allowedTools: ['lookup'],
+        })
+      ).id,
+    ],
     watch: {
       webhookId: (await createWebhook(t.res, fx.tenant.id, SYSTEM_ACTOR, { name: 'xt hook' })).id,
       scheduleId: (
@@ -222,6 +236,13 @@ const CASES: Record<string, IdCase> = {
     payload: { name: 'taken over', secret: 'attacker-secret', isDefault: false },
   },
   'DELETE /api/v1/connections/:id': { targets: () => B.connectionIds },
+  'GET /api/v1/mcp-servers/:id': { targets: () => B.mcpServerIds },
+  'GET /api/v1/mcp-servers/:id/tools': { targets: () => B.mcpServerIds },
+  'PATCH /api/v1/mcp-servers/:id': {
+    targets: () => B.mcpServerIds,
+    payload: { allowedTools: ['lookup', 'pay'], secret: { authorization: 'attacker' }, enabled: true },
+  },
+  'DELETE /api/v1/mcp-servers/:id': { targets: () => B.mcpServerIds },
 };
 
 /** Tenant B's owner (its user id, from B's /me). */
@@ -257,6 +278,10 @@ async function snapshotB() {
     connections: await get('/api/v1/connections?limit=200'),
     connectionRows: await t.db.owner`
       select id, name, config, is_default, secret_ciphertext, secret_nonce, updated_at from connections
+      where tenant_id = ${B.fx.tenant.id} order by id`,
+    mcpServers: await get('/api/v1/mcp-servers'),
+    mcpRows: await t.db.owner`
+      select id, name, url, allowed_tools, enabled, secret_ciphertext, secret_nonce, catalog, updated_at from mcp_servers
       where tenant_id = ${B.fx.tenant.id} order by id`,
     jobs: await t.db.owner`
       select t.identifier, j.key, j.payload, j.run_at, j.attempts

@@ -5,9 +5,11 @@ import { planTask } from '@steward/core/planner/plan-task';
 import { runWeeklyBriefing } from '@steward/core/vault/briefing';
 import type { Resources } from '@steward/core/resources';
 import { isUuid } from '@steward/db/database';
-import { Logger, run, type Runner, type Task } from 'graphile-worker';
+import { EventEmitter } from 'node:events';
+import { Logger, run, type Runner, type Task, type WorkerEvents } from 'graphile-worker';
 import pg from 'pg';
 import postgres from 'postgres';
+import { livenessName, startDeadWorkerSweeper } from './dead-workers.ts';
 
 export interface WorkerOptions {
   /** Runtime (non-owner) connection URL. */
@@ -49,7 +51,12 @@ export async function startWorker(res: Resources, opts: WorkerOptions): Promise<
     if (level === 'error' || level === 'warning')
       log(level === 'error' ? 'error' : 'warn', `[queue${scope.label ? ' ' + scope.label : ''}] ${message}`);
   });
+  // The queue pool's id names this process's liveness session (see dead-workers.ts).
+  const events: WorkerEvents = new EventEmitter();
+  let poolId = '';
+  events.on('pool:create', ({ workerPool }) => (poolId = workerPool.id));
   const runner: Runner = await run({
+    events,
     pgPool: pool,
     concurrency: opts.concurrency ?? 8,
     pollInterval: opts.pollIntervalMs ?? 1000,
@@ -63,7 +70,11 @@ export async function startWorker(res: Resources, opts: WorkerOptions): Promise<
       'weekly-briefing': handler<'weekly-briefing'>((p) => runWeeklyBriefing(res, p.tenantId)),
     },
   });
-  const listener = postgres(opts.appUrl, { max: 1, onnotice: () => {} });
+  const listener = postgres(opts.appUrl, {
+    max: 1,
+    onnotice: () => {},
+    connection: { application_name: livenessName(poolId) },
+  });
   const subscription = await listener.listen('steward_cancel', (payload) => {
     try {
       const { stepIds } = JSON.parse(payload) as { stepIds: string[] };
@@ -72,8 +83,14 @@ export async function startWorker(res: Resources, opts: WorkerOptions): Promise<
       // ignore malformed notifications
     }
   });
+  const sweeper = startDeadWorkerSweeper(listener, {
+    intervalMs: Math.max(500, res.executor.leaseSeconds * 500),
+    graceMs: res.executor.leaseSeconds * 1000,
+    log,
+  });
   return {
     async stop() {
+      sweeper.stop();
       await subscription.unlisten().catch(() => {});
       await listener.end({ timeout: 2 }).catch(() => {});
       await runner.stop().catch(() => {});

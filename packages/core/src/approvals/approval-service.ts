@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { conflict, forbidden, invalid, notFound } from '../errors/app-error.ts';
+import { AppError, conflict, forbidden, invalid, notFound } from '../errors/app-error.ts';
 import { advance } from '../executor/advance.ts';
 import { enqueue } from '../executor/job-queue.ts';
 import { auditActor, type Actor, type Resources } from '../resources.ts';
@@ -10,6 +10,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { actionHash } from './action-hash.ts';
 import { decideStep, policyFromSettings } from './approval-policy.ts';
 import { lockTaskOfApproval } from '../executor/task-lock.ts';
+import { toolsForTenant } from '../mcp/mcp-service.ts';
 
 export async function listApprovals(
   res: Resources,
@@ -72,16 +73,35 @@ export async function decideApproval(
   approvalId: string,
   input: DecisionInput,
 ): Promise<DecisionResult> {
+  try {
+    return await decideInTx(res, tenantId, actor, approvalId, input);
+  } catch (error) {
+    // The refusal rolled its transaction back; record the expiry (and its audit entry) on its own.
+    if (error instanceof ApprovalExpired) await expireApproval(res, tenantId, approvalId);
+    throw error;
+  }
+}
+
+class ApprovalExpired extends AppError {
+  constructor() {
+    super('CONFLICT', 'the approval has expired');
+  }
+}
+
+function decideInTx(
+  res: Resources,
+  tenantId: string,
+  actor: Actor & { id: string },
+  approvalId: string,
+  input: DecisionInput,
+): Promise<DecisionResult> {
   return res.db.withTenant(tenantId, async (tx) => {
     await lockTaskOfApproval(tx, tenantId, approvalId);
     const [a] = await tx<
       ApprovalRow[]
     >`select * from approvals where tenant_id = ${tenantId} and id = ${approvalId} for update`;
     if (!a) throw notFound('approval');
-    if (a.status === 'pending' && a.expires_at <= new Date()) {
-      await tx`update approvals set status = 'expired' where tenant_id = ${tenantId} and id = ${approvalId}`;
-      throw conflict('the approval has expired');
-    }
+    if (a.status === 'pending' && a.expires_at <= new Date()) throw new ApprovalExpired();
     if (a.status !== 'pending') throw conflict(`the approval was already ${a.status}`);
     if (
       input.decision === 'approve' &&
@@ -177,7 +197,7 @@ async function supersede(
   const [tenant] = await tx<
     { settings: Record<string, unknown> }[]
   >`select settings from tenants where id = ${tenantId}`;
-  const tool = res.tools.forTenant(tenant?.settings ?? {}).get(step!.tool);
+  const tool = (await toolsForTenant(res, tx, tenantId, tenant?.settings ?? {})).get(step!.tool);
   if (!step || !task || !tool) throw conflict('the step can no longer be edited');
   const checker = TypeCompiler.Compile(tool.args);
   if (!checker.Check(args)) {

@@ -80,18 +80,26 @@ export type HttpConfig = Static<typeof HttpConfig>;
 export const ImapConfig = Type.Object(
   {
     host: Host,
-    port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: 'default 993 (143 when not secure)' })),
+    port: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 65535, description: 'default 993 (143 when not secure)' }),
+    ),
     secure: Type.Optional(Type.Boolean({ description: 'TLS from the start (default true)' })),
     username: Type.String({ minLength: 1, maxLength: 256 }),
     mailbox: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'default INBOX' })),
-    pollSeconds: Type.Optional(Type.Integer({ minimum: 5, maximum: 3600, description: 'polling fallback (default 60)' })),
+    pollSeconds: Type.Optional(
+      Type.Integer({ minimum: 5, maximum: 3600, description: 'polling fallback (default 60)' }),
+    ),
     allowPrivateNetwork: Type.Optional(AllowPrivate),
   },
   { additionalProperties: false },
 );
 export type ImapConfig = Static<typeof ImapConfig>;
 
-const CONFIG_SCHEMAS: Record<ConnectionKind, TSchema> = { smtp: SmtpConfig, http: HttpConfig, imap: ImapConfig };
+const CONFIG_SCHEMAS: Record<ConnectionKind, TSchema> = {
+  smtp: SmtpConfig,
+  http: HttpConfig,
+  imap: ImapConfig,
+};
 const checkers = Object.fromEntries(
   Object.entries(CONFIG_SCHEMAS).map(([k, s]) => [k, TypeCompiler.Compile(s)]),
 ) as Record<ConnectionKind, ReturnType<typeof TypeCompiler.Compile>>;

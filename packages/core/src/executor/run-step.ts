@@ -6,6 +6,7 @@ import { ToolError, type Tool } from '../tools/tool.ts';
 import { advance, advanceCompensation, approvedFor } from './advance.ts';
 import { enqueue } from './job-queue.ts';
 import { lockTaskOfStep } from './task-lock.ts';
+import { toolsForTenant } from '../mcp/mcp-service.ts';
 
 /** Exponential backoff with full jitter: 1 s, 2 s, 4 s, ... capped at 5 minutes. */
 export function backoffMs(attempt: number, random = Math.random): number {
@@ -53,7 +54,7 @@ async function claim(res: Resources, tenantId: string, stepId: string): Promise<
     }
     const [tenant] = await tx<{ slug: string; settings: Record<string, unknown> }[]>`
       select slug, settings from tenants where id = ${tenantId}`;
-    const tool = res.tools.forTenant(tenant?.settings ?? {}).get(step.tool);
+    const tool = (await toolsForTenant(res, tx, tenantId, tenant?.settings ?? {})).get(step.tool);
     if (!tool) {
       await finish(res, tx, step, 'dead', null, {
         code: 'TOOL_UNAVAILABLE',

@@ -11,9 +11,8 @@ import { eventView } from './event-view.ts';
 import { validateDraft, type PlanDraft } from './plan-draft.ts';
 import { planFromPlaybooks, type Playbook } from './playbook.ts';
 import { readHandbook } from '../vault/handbook.ts';
-import { createAdapter } from './llm/llm-adapter.ts';
-import { planWithModel } from './llm/llm-planner.ts';
 import { llmConfigured } from './llm/llm-settings.ts';
+import { toolsForTenant } from '../mcp/mcp-service.ts';
 import { recordUsage } from './llm/llm-usage.ts';
 
 interface EventRow {
@@ -74,7 +73,7 @@ export async function planTask(res: Resources, tenantId: string, taskId: string)
     const [tenant] = await tx<{ slug: string; settings: Record<string, unknown> }[]>`
       select slug, settings from tenants where id = ${tenantId}`;
     const settings = tenant?.settings ?? {};
-    const tools = res.tools.forTenant(settings);
+    const tools = await toolsForTenant(res, tx, tenantId, settings);
     const playbooks = await tx<(Omit<Playbook, 'when'> & { conditions: Playbook['when'] })[]>`
       select id, name, enabled, priority, conditions, steps from playbooks where tenant_id = ${tenantId} and enabled`;
     const view = eventView({ ...event, from: event.sender, externalId: event.external_id });
@@ -104,6 +103,11 @@ export async function planTask(res: Resources, tenantId: string, taskId: string)
 
   // Outside any transaction: the handbook, then the model (a network call).
   const handbook = await readHandbook(res.dataDir, job.slug).catch(() => null);
+  // The provider SDKs load only in installations that plan with a model.
+  const [{ createAdapter }, { planWithModel }] = await Promise.all([
+    import('./llm/llm-adapter.ts'),
+    import('./llm/llm-planner.ts'),
+  ]);
   const adapter = createAdapter(llm);
   const result = await planWithModel({
     adapter,
@@ -128,7 +132,7 @@ export async function planTask(res: Resources, tenantId: string, taskId: string)
     const [tenant] = await tx<{ settings: Record<string, unknown> }[]>`
       select settings from tenants where id = ${tenantId}`;
     const settings = tenant?.settings ?? {};
-    const tools = res.tools.forTenant(settings);
+    const tools = await toolsForTenant(res, tx, tenantId, settings);
     const problems = validateDraft(result.draft, tools);
     if (problems.length)
       return needsAction(res, tx, tenantId, taskId, `the plan is invalid: ${problems.join('; ')}`);

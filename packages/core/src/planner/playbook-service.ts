@@ -2,6 +2,7 @@ import { conflict, invalid, notFound } from '../errors/app-error.ts';
 import { auditActor, type Actor, type Resources } from '../resources.ts';
 import { decodeCursor, encodeCursor, type Page } from '../shared/cursor.ts';
 import type { PlaybookConditions, PlaybookStep } from './playbook.ts';
+import { toolsForTenant } from '../mcp/mcp-service.ts';
 
 export interface PlaybookView {
   id: string;
@@ -84,11 +85,12 @@ export function playbookProblems(
 }
 
 async function toolNames(res: Resources, tenantId: string): Promise<Set<string>> {
-  const [t] = await res.db.withTenant(
-    tenantId,
-    (tx) => tx<{ settings: Record<string, unknown> }[]>`select settings from tenants where id = ${tenantId}`,
-  );
-  return new Set(res.tools.forTenant(t?.settings ?? {}).keys());
+  return res.db.withTenant(tenantId, async (tx) => {
+    const [t] = await tx<
+      { settings: Record<string, unknown> }[]
+    >`select settings from tenants where id = ${tenantId}`;
+    return new Set((await toolsForTenant(res, tx, tenantId, t?.settings ?? {})).keys());
+  });
 }
 
 export async function listPlaybooks(

@@ -1,4 +1,3 @@
-import { startImapMailboxes } from '../email/imap-mailboxes.ts';
 import type { Resources } from '../resources.ts';
 import { startFolderWatcher, type FolderWatcherOptions } from './folder-watcher.ts';
 import { Leadership, processHolderId } from './leases.ts';
@@ -58,6 +57,8 @@ export function startWatchers(res: Resources, opts: WatchersOptions): WatchersHa
     ttlMs: opts.leaseMs,
     log: opts.log,
     lead: async () => {
+      // Loaded on first leadership only: most processes never need the IMAP client.
+      const { startImapMailboxes } = await import('../email/imap-mailboxes.ts');
       const mailboxes = startImapMailboxes(res, { log: opts.log });
       return () => mailboxes.stop();
     },
