@@ -3,7 +3,10 @@ import type { AddressInfo } from 'node:net';
 import { ImapFlow } from 'imapflow';
 import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { startImapMailboxes } from '@steward/core/email/imap-mailboxes';
+import { startFolderWatcher } from '@steward/core/watchers/folder-watcher';
 import { dovecotMissing, startDovecot, type Dovecot } from '@steward/core/email/testing/dovecot';
 import {
   bearer,
@@ -29,6 +32,7 @@ describe.skipIf(!!missing)('e-mail in, approval, e-mail out', () => {
   let a: TenantFixture;
   let worker: WorkerHandle;
   let mailboxes: { stop(): Promise<void> };
+  let folder: { stop(): Promise<void> };
   const delivered: { rcpt: string[]; raw: string }[] = [];
 
   beforeAll(async () => {
@@ -114,10 +118,32 @@ describe.skipIf(!!missing)('e-mail in, approval, e-mail out', () => {
       }),
       201,
     );
+    // Files and webhooks: forward quote requests to sales, always with a person's approval.
+    expectStatus(
+      await api('/playbooks', {
+        name: 'Forward quote requests',
+        when: { source: ['folder', 'webhook'], subject: { contains: 'quote' } },
+        steps: [
+          {
+            key: 'forward',
+            tool: 'email.send',
+            args: {
+              to: ['sales@mailco.test'],
+              subject: 'Quote request: {{event.subject}}',
+              text: '{{event.body}}',
+            },
+            risk: 'high',
+          },
+        ],
+      }),
+      201,
+    );
     worker = await startWorker(t.res, { appUrl: t.runtime.appUrl, concurrency: 4, pollIntervalMs: 200 });
     mailboxes = startImapMailboxes(t.res, { refreshMs: 500 });
+    folder = startFolderWatcher(t.res, { scanMs: 200 });
   });
   afterAll(async () => {
+    await folder?.stop();
     await mailboxes?.stop();
     await worker?.stop();
     await t?.close();
@@ -211,5 +237,91 @@ describe.skipIf(!!missing)('e-mail in, approval, e-mail out', () => {
       ]),
     );
     expect(mine.filter((x) => x === 'step.succeeded')).toHaveLength(2);
+  });
+
+  /** Wait for the task titled `title`, approve what it asks, wait for the end; returns the task. */
+  async function approveAndFinish(title: string) {
+    let task: { id: string; status: string; approvals: { id: string; status: string }[] } | undefined;
+    const deadline = Date.now() + 30_000;
+    while (!task || task.status !== 'pending_approval') {
+      if (Date.now() > deadline)
+        throw new Error(`no task "${title}" waiting for approval: ${JSON.stringify(task)}`);
+      const list = expectStatus(await get('/tasks?limit=20'), 200).json() as {
+        items: { id: string; title: string }[];
+      };
+      const found = list.items.find((x) => x.title === title);
+      if (found) task = expectStatus(await get(`/tasks/${found.id}`), 200).json();
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const pending = task.approvals.filter((x) => x.status === 'pending');
+    expect(pending).toHaveLength(1);
+    expectStatus(
+      await t.app.inject({
+        method: 'POST',
+        url: `/api/v1/approvals/${pending[0]!.id}/decision`,
+        headers: bearer(a.token),
+        payload: { decision: 'approve' },
+      }),
+      200,
+    );
+    const end = Date.now() + 30_000;
+    let final = expectStatus(await get(`/tasks/${task.id}`), 200).json();
+    while (final.status !== 'done' && final.status !== 'failed' && Date.now() < end) {
+      await new Promise((r) => setTimeout(r, 100));
+      final = expectStatus(await get(`/tasks/${task.id}`), 200).json();
+    }
+    return final;
+  }
+
+  it('a file dropped into the inbox: approval, then the e-mail is delivered', async () => {
+    const before = delivered.length;
+    const inbox = path.join(t.config.dataDir, 'tenants', 'mailco', 'inbox');
+    await mkdir(inbox, { recursive: true });
+    await writeFile(
+      path.join(inbox, 'desks.md'),
+      '# Quote for 12 desks\n\nPlease quote 12 standing desks.\n',
+    );
+    const final = await approveAndFinish('Quote for 12 desks');
+    expect(final.status).toBe('done');
+    expect(final.event).toMatchObject({ source: 'folder' });
+    expect(delivered.slice(before)).toHaveLength(1);
+    expect(delivered[before]!.rcpt).toEqual(['sales@mailco.test']);
+    expect(delivered[before]!.raw).toContain('Please quote 12 standing desks.');
+  });
+
+  it('a signed webhook: approval, then the e-mail is delivered', async () => {
+    const before = delivered.length;
+    const hook = expectStatus(
+      await t.app.inject({
+        method: 'POST',
+        url: '/api/v1/webhooks',
+        headers: bearer(a.token),
+        payload: { name: 'partner portal' },
+      }),
+      201,
+    ).json() as { path: string; secret: string };
+    const body = JSON.stringify({
+      id: 'portal-77',
+      type: 'quote',
+      subject: 'Quote for 3 lamps',
+      body: 'Three brass lamps, please.',
+    });
+    const ts = Math.floor(Date.now() / 1000);
+    const { createHmac } = await import('node:crypto');
+    const signature = createHmac('sha256', hook.secret).update(`${ts}.${body}`).digest('hex');
+    expectStatus(
+      await t.app.inject({
+        method: 'POST',
+        url: hook.path,
+        headers: { 'content-type': 'application/json', 'x-steward-signature': `t=${ts},v1=${signature}` },
+        payload: body,
+      }),
+      202,
+    );
+    const final = await approveAndFinish('Quote for 3 lamps');
+    expect(final.status).toBe('done');
+    expect(final.event).toMatchObject({ source: 'webhook' });
+    expect(delivered.slice(before)).toHaveLength(1);
+    expect(delivered[before]!.raw).toContain('Three brass lamps, please.');
   });
 });
