@@ -19,20 +19,17 @@ export async function listApprovals(
 ): Promise<Page<ApprovalView>> {
   const before = decodeCursor(q.cursor, ['t', 'id']);
   return res.db.withTenant(tenantId, async (tx) => {
-    const rows = await tx<ApprovalRow[]>`
-      select * from approvals where tenant_id = ${tenantId}
+    const rows = await tx<(ApprovalRow & { cursor_t: string })[]>`
+      select *, created_at::text as cursor_t from approvals where tenant_id = ${tenantId}
         ${q.status ? tx`and status = ${q.status}` : tx``}
         ${q.taskId ? tx`and task_id = ${q.taskId}` : tx``}
-        ${before ? tx`and (created_at, id) < (${before.t}::timestamptz, ${before.id}::uuid)` : tx``}
+        ${before ? tx`and (created_at, id) < (${before.t}::text::timestamptz, ${before.id}::uuid)` : tx``}
       order by created_at desc, id desc limit ${q.limit + 1}`;
     const page = rows.slice(0, q.limit);
     const last = rows[q.limit - 1];
     return {
       items: await approvalViews(tx, tenantId, page),
-      nextCursor:
-        rows.length > q.limit && last
-          ? encodeCursor({ t: last.created_at.toISOString(), id: last.id })
-          : null,
+      nextCursor: rows.length > q.limit && last ? encodeCursor({ t: last.cursor_t, id: last.id }) : null,
     };
   });
 }

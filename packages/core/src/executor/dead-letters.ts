@@ -13,18 +13,15 @@ export async function listDeadLetters(
 ): Promise<Page<StepView & { taskId: string }>> {
   const before = decodeCursor(q.cursor, ['t', 'id']);
   return res.db.withTenant(tenantId, async (tx) => {
-    const rows = await tx<StepRow[]>`
-      select * from steps where tenant_id = ${tenantId} and status = 'dead'
-        ${before ? tx`and (updated_at, id) < (${before.t}::timestamptz, ${before.id}::uuid)` : tx``}
+    const rows = await tx<(StepRow & { cursor_t: string })[]>`
+      select *, updated_at::text as cursor_t from steps where tenant_id = ${tenantId} and status = 'dead'
+        ${before ? tx`and (updated_at, id) < (${before.t}::text::timestamptz, ${before.id}::uuid)` : tx``}
       order by updated_at desc, id desc limit ${q.limit + 1}`;
     const items = rows.slice(0, q.limit).map((s) => ({ ...toStepView(s), taskId: s.task_id }));
     const last = rows[q.limit - 1];
     return {
       items,
-      nextCursor:
-        rows.length > q.limit && last
-          ? encodeCursor({ t: last.updated_at.toISOString(), id: last.id })
-          : null,
+      nextCursor: rows.length > q.limit && last ? encodeCursor({ t: last.cursor_t, id: last.id }) : null,
     };
   });
 }

@@ -81,21 +81,19 @@ export async function listApiKeys(
 ): Promise<Page<ApiKey>> {
   const after = decodeCursor(q.cursor, ['t', 'id']);
   return res.db.withTenant(tenantId, async (tx) => {
-    const rows = await tx<KeyRow[]>`
-      select k.id, k.name, k.prefix, r.name as role, k.created_at, k.expires_at, k.last_used_at, k.revoked_at
+    const rows = await tx<(KeyRow & { cursor_t: string })[]>`
+      select k.id, k.name, k.prefix, r.name as role, k.created_at, k.expires_at, k.last_used_at, k.revoked_at,
+             k.created_at::text as cursor_t
       from api_keys k join roles r on r.tenant_id = k.tenant_id and r.id = k.role_id
       where k.tenant_id = ${tenantId}
         ${q.includeRevoked ? tx`` : tx`and k.revoked_at is null`}
-        ${after ? tx`and (k.created_at, k.id) > (${after.t}::timestamptz, ${after.id}::uuid)` : tx``}
+        ${after ? tx`and (k.created_at, k.id) > (${after.t}::text::timestamptz, ${after.id}::uuid)` : tx``}
       order by k.created_at, k.id limit ${q.limit + 1}`;
     const items = rows.slice(0, q.limit).map(toKey);
     const last = rows[q.limit - 1];
     return {
       items,
-      nextCursor:
-        rows.length > q.limit && last
-          ? encodeCursor({ t: last.created_at.toISOString(), id: last.id })
-          : null,
+      nextCursor: rows.length > q.limit && last ? encodeCursor({ t: last.cursor_t, id: last.id }) : null,
     };
   });
 }

@@ -125,24 +125,22 @@ export async function listMembers(
 ): Promise<Page<Member>> {
   const after = decodeCursor(q.cursor, ['t', 'id']);
   return res.db.withTenant(tenantId, async (tx) => {
-    const rows = await tx<MemberRow[]>`
-      select u.id, u.email, u.name, r.name as role, m.status, u.status as user_status, u.last_login_at, m.created_at
+    const rows = await tx<(MemberRow & { cursor_t: string })[]>`
+      select u.id, u.email, u.name, r.name as role, m.status, u.status as user_status, u.last_login_at, m.created_at,
+             m.created_at::text as cursor_t
       from memberships m
       join users u on u.id = m.user_id
       join roles r on r.tenant_id = m.tenant_id and r.id = m.role_id
       where m.tenant_id = ${tenantId}
         ${q.role ? tx`and r.name = ${q.role}` : tx``}
-        ${after ? tx`and (m.created_at, m.user_id) > (${after.t}::timestamptz, ${after.id}::uuid)` : tx``}
+        ${after ? tx`and (m.created_at, m.user_id) > (${after.t}::text::timestamptz, ${after.id}::uuid)` : tx``}
       order by m.created_at, m.user_id
       limit ${q.limit + 1}`;
     const items = rows.slice(0, q.limit).map(toMember);
     const last = rows[q.limit - 1];
     return {
       items,
-      nextCursor:
-        rows.length > q.limit && last
-          ? encodeCursor({ t: last.created_at.toISOString(), id: last.id })
-          : null,
+      nextCursor: rows.length > q.limit && last ? encodeCursor({ t: last.cursor_t, id: last.id }) : null,
     };
   });
 }

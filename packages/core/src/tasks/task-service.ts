@@ -103,19 +103,16 @@ export async function listTasks(
 ): Promise<Page<TaskSummary>> {
   const before = decodeCursor(q.cursor, ['t', 'id']);
   return res.db.withTenant(tenantId, async (tx) => {
-    const rows = await tx<TaskRow[]>`
-      select * from tasks where tenant_id = ${tenantId}
+    const rows = await tx<(TaskRow & { cursor_t: string })[]>`
+      select *, created_at::text as cursor_t from tasks where tenant_id = ${tenantId}
         ${q.status ? tx`and status = ${q.status}` : tx``}
-        ${before ? tx`and (created_at, id) < (${before.t}::timestamptz, ${before.id}::uuid)` : tx``}
+        ${before ? tx`and (created_at, id) < (${before.t}::text::timestamptz, ${before.id}::uuid)` : tx``}
       order by created_at desc, id desc limit ${q.limit + 1}`;
     const items = rows.slice(0, q.limit).map(toTaskSummary);
     const last = rows[q.limit - 1];
     return {
       items,
-      nextCursor:
-        rows.length > q.limit && last
-          ? encodeCursor({ t: last.created_at.toISOString(), id: last.id })
-          : null,
+      nextCursor: rows.length > q.limit && last ? encodeCursor({ t: last.cursor_t, id: last.id }) : null,
     };
   });
 }
