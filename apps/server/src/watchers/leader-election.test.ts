@@ -138,7 +138,12 @@ describe('leader election between two processes', () => {
     await until('the second task', async () => (await folderEvents()).length === 2, 15_000);
     // The intake is logged after its transaction commits: wait for the line.
     await until('the follower logs the intake', async () => follower.output().includes('second.md'), 5000);
-    expect(await holderPid(SCHEDULER_LEASE)).toBe(follower.child.pid);
+    // Each lease is taken over on its own beat: wait for the scheduler's too.
+    await until(
+      'the follower takes the scheduler over',
+      async () => (await holderPid(SCHEDULER_LEASE)) === follower.child.pid,
+      20_000,
+    );
 
     // A graceful stop releases the leases at once.
     follower.child.kill('SIGTERM');
