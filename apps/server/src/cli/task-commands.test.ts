@@ -3,7 +3,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPlaybook } from '@steward/core/planner/playbook-service';
 import { SYSTEM_ACTOR } from '@steward/core/resources';
-import { getTask, type TaskDetail } from '@steward/core/tasks/task-service';
+
 import {
   addUser,
   bearer,
@@ -12,6 +12,7 @@ import {
   expectStatus,
   type TenantFixture,
   type TestApp,
+  waitForTask,
 } from '../testing/test-app.ts';
 import { cliFor, errorOf, jsonOf as json, type CliResult } from '../testing/cli-runner.ts';
 import { startWorker, type WorkerHandle } from '../worker/worker-runner.ts';
@@ -25,15 +26,8 @@ let worker: WorkerHandle;
 
 let cli: (...args: string[]) => Promise<CliResult>;
 
-async function waitFor(taskId: string, statuses: string[]): Promise<TaskDetail> {
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const task = await getTask(t.res, a.tenant.id, taskId);
-    if (statuses.includes(task.status)) return task;
-    if (Date.now() > deadline) throw new Error(`task stayed ${task.status}: ${JSON.stringify(task)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const waitFor = (taskId: string, statuses: string[], ms = 30_000) =>
+  waitForTask(t, a.tenant.id, taskId, statuses, ms);
 
 beforeAll(async () => {
   t = await createTestApp();

@@ -10,6 +10,7 @@ import { createApiKey } from '@steward/core/identity/api-key-service';
 import { addMember } from '@steward/core/identity/user-service';
 import { SYSTEM_ACTOR, type Resources } from '@steward/core/resources';
 import { createTenant, type Tenant } from '@steward/core/tenants/tenant-service';
+import { getTask, type TaskDetail } from '@steward/core/tasks/task-service';
 import { buildApp, REDACT_PATHS } from '../app.ts';
 import { loadConfig, type Config } from '../config.ts';
 import { openRuntime, type Runtime } from '../runtime.ts';
@@ -130,4 +131,21 @@ export function bearer(token: string) {
 export function expectStatus(r: LightMyRequestResponse, status: number): LightMyRequestResponse {
   if (r.statusCode !== status) throw new Error(`expected ${status}, got ${r.statusCode}: ${r.body}`);
   return r;
+}
+
+/** Poll a task until its status is one of `statuses` (fails with the task when the time runs out). */
+export async function waitForTask(
+  t: TestApp,
+  tenantId: string,
+  taskId: string,
+  statuses: string[],
+  ms = 30_000,
+): Promise<TaskDetail> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const task = await getTask(t.res, tenantId, taskId);
+    if (statuses.includes(task.status)) return task;
+    if (Date.now() > deadline) throw new Error(`task stayed ${task.status}: ${JSON.stringify(task)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
