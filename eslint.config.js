@@ -2,7 +2,9 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', '.steward/**', 'dist/**', 'coverage/**', 'bench/out/**'] },
+  {
+    ignores: ['node_modules/**', '.steward/**', 'dist/**', 'apps/web/dist/**', 'coverage/**', 'bench/out/**'],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -31,8 +33,17 @@ export default tseslint.config(
       '**/*.test.ts',
       '**/testing/**',
       'bench/**',
+      'apps/web/build/**',
       'packages/db/src/embedded-postgres.ts',
     ],
     rules: { 'no-restricted-syntax': 'off' },
+  },
+  {
+    // The dashboard's service worker (plain JS, run by the browser).
+    files: ['apps/web/src/sw/**/*.js'],
+    languageOptions: {
+      sourceType: 'script',
+      globals: { self: 'readonly', caches: 'readonly', fetch: 'readonly', Response: 'readonly' },
+    },
   },
 );

@@ -2,7 +2,12 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['apps/*/src/**/*.test.ts', 'packages/*/src/**/*.test.ts', 'test/**/*.test.ts'],
+    include: [
+      'apps/*/src/**/*.test.ts',
+      'packages/*/src/**/*.test.ts',
+      'test/**/*.test.ts',
+      'apps/web/e2e/**/*.test.ts',
+    ],
     globalSetup: ['packages/db/src/testing/global-setup.ts'],
     testTimeout: 60_000,
     hookTimeout: 120_000,

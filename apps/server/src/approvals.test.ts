@@ -720,4 +720,37 @@ describe('the reaper', () => {
       select count(*)::int as n from audit_log where action = 'step.recovered' and target_id = ${step.id}`;
     expect(recovered!.n).toBe(1);
   });
+
+  it('never re-runs a step of a non-retryable tool whose worker died: it becomes a dead letter', async () => {
+    const fx = await tenant('ap-reap-once');
+    await playbook(fx, 'pay-once', [{ key: 'r', tool: 'test.record', args: { note: 'once' } }]);
+    const taskId = await event(fx, 'pay-once now');
+    const step = stepOf(await waitFor(fx, taskId, 'done'), 'r');
+    // As if its worker had died mid-call, for a tool that must never run twice on its own.
+    await t.db.owner`update steps set status = 'running', retryable = false,
+                       lease_expires_at = now() - interval '1 second' where id = ${step.id}`;
+    await reapStep(t.res, fx.tenant.id, step.id);
+    await settle();
+    const [row] = await t.db.owner<{ status: string; error: { code: string; retryable: boolean } }[]>`
+      select status, error from steps where id = ${step.id}`;
+    expect(row).toMatchObject({ status: 'dead', error: { code: 'WORKER_LOST', retryable: false } });
+    expect(callsOf('ap-reap-once')).toHaveLength(1);
+    const [recovered] = await t.db.owner<{ n: number }[]>`
+      select count(*)::int as n from audit_log where action = 'step.recovered' and target_id = ${step.id}`;
+    expect(recovered!.n).toBe(0);
+  });
+
+  it('a re-delivered job of such a step (its worker died) does not run it either', async () => {
+    const fx = await tenant('ap-redeliver');
+    await playbook(fx, 'pay-twice', [{ key: 'r', tool: 'test.record', args: { note: 'twice' } }]);
+    const taskId = await event(fx, 'pay-twice now');
+    const step = stepOf(await waitFor(fx, taskId, 'done'), 'r');
+    await t.db.owner`update steps set status = 'running', retryable = false,
+                       lease_expires_at = now() - interval '1 second' where id = ${step.id}`;
+    await runStep(t.res, fx.tenant.id, step.id);
+    const [row] = await t.db.owner<{ status: string; error: { code: string } }[]>`
+      select status, error from steps where id = ${step.id}`;
+    expect(row).toMatchObject({ status: 'dead', error: { code: 'WORKER_LOST' } });
+    expect(callsOf('ap-redeliver')).toHaveLength(1);
+  });
 });

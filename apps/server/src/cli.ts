@@ -21,6 +21,9 @@ import { addDeadLetterCommands } from './cli/dead-letter-commands.ts';
 import { addEventCommands } from './cli/event-commands.ts';
 import { addPlaybookCommands } from './cli/playbook-commands.ts';
 import { addTaskCommands } from './cli/task-commands.ts';
+import { addMfaCommands } from './cli/mfa-commands.ts';
+import { addKeysCommands } from './cli/keys-commands.ts';
+import { addBackupCommands } from './cli/backup-commands.ts';
 
 const CLI_ACTOR: Actor = { type: 'system', label: 'steward cli' };
 
@@ -252,8 +255,11 @@ for (const addCommands of [
   addPlaybookCommands,
   addConnectionCommands,
   addDeadLetterCommands,
+  addMfaCommands,
+  addKeysCommands,
+  addBackupCommands,
 ]) {
-  addCommands(program, { withRuntime, print });
+  addCommands(program, { withRuntime, print, config });
 }
 
 try {

@@ -82,7 +82,7 @@ describe('loadConfig', () => {
       masterKey: KEY,
       bodyLimit: 2048,
       accessTokenTtl: 60,
-      trustProxy: true,
+      trustProxy: 1,
       llm: { provider: 'openai', openaiBaseUrl: 'http://localhost:11434/v1', model: 'llama3' },
     });
   });
@@ -211,10 +211,85 @@ describe('loadConfig', () => {
     const { readFile } = await import('node:fs/promises');
     const source = await readFile(new URL('./config.ts', import.meta.url), 'utf8');
     const read = new Set(
-      [...source.matchAll(/\b(?:str|int|bool|url|oneOf)\(\s*'([A-Z_]+)'/g)].map((m) => m[1]!),
+      [...source.matchAll(/\b(?:str|int|bool|url|oneOf)\(\s*'([A-Z0-9_]+)'/g)].map((m) => m[1]!),
     );
     expect(read.size).toBeGreaterThan(15);
     expect([...read].filter((name) => !(name in ENVIRONMENT))).toEqual([]);
     expect(Object.keys(ENVIRONMENT).filter((name) => !read.has(name))).toEqual([]);
+  });
+
+  it('reads STEWARD_TRUST_PROXY as off, a hop count or proxy addresses', () => {
+    expect(loadConfig({}).trustProxy).toBe(false);
+    expect(loadConfig({ STEWARD_TRUST_PROXY: '0' }).trustProxy).toBe(false);
+    expect(loadConfig({ STEWARD_TRUST_PROXY: '1' }).trustProxy).toBe(1);
+    expect(loadConfig({ STEWARD_TRUST_PROXY: '2' }).trustProxy).toBe(2);
+    expect(loadConfig({ STEWARD_TRUST_PROXY: '10.0.0.0/8, 127.0.0.1,loopback,::1' }).trustProxy).toEqual([
+      '10.0.0.0/8',
+      '127.0.0.1',
+      'loopback',
+      '::1',
+    ]);
+    expect(problems({ STEWARD_TRUST_PROXY: '10.0.0.0/40' })[0]).toContain('STEWARD_TRUST_PROXY');
+    expect(problems({ STEWARD_TRUST_PROXY: 'everyone' })[0]).toContain('STEWARD_TRUST_PROXY');
+  });
+
+  it('reads the rate limits and checks the TLS files', () => {
+    expect(loadConfig({}).rateLimits).toEqual({
+      loginFailuresPerAccount: 20,
+      loginFailuresPerIp: 100,
+      ipRequestsPerMinute: 0,
+      tenantRequestsPerMinute: 0,
+      apiKeyRequestsPerMinute: 0,
+    });
+    expect(loadConfig({ STEWARD_RATE_LIMIT_TENANT: '600' }).rateLimits.tenantRequestsPerMinute).toBe(600);
+    expect(problems({ STEWARD_TLS_CERT: '/nonexistent/cert.pem' })).toEqual([
+      'STEWARD_TLS_CERT and STEWARD_TLS_KEY go together: set both or neither',
+      'STEWARD_TLS_CERT: cannot read /nonexistent/cert.pem',
+    ]);
+    const c = loadConfig({ STEWARD_TLS_CERT: 'package.json', STEWARD_TLS_KEY: 'package.json', PORT: '8443' });
+    expect(c.tls).toEqual({ certFile: path.resolve('package.json'), keyFile: path.resolve('package.json') });
+    expect(c.baseUrl).toBe('https://localhost:8443');
+  });
+
+  it('validates the key provider settings once (STEWARD_KMS_*)', () => {
+    expect(loadConfig({}).keys).toEqual({ provider: 'local' });
+    expect(problems({ STEWARD_KMS_PROVIDER: 'hsm' })).toEqual([
+      'STEWARD_KMS_PROVIDER must be one of local, vault, aws-kms, pkcs11 (got "hsm")',
+    ]);
+    expect(problems({ STEWARD_KMS_PROVIDER: 'vault' })).toEqual([
+      'STEWARD_KMS_PROVIDER=vault needs STEWARD_KMS_VAULT_ADDR',
+      'STEWARD_KMS_PROVIDER=vault needs STEWARD_KMS_VAULT_TOKEN',
+    ]);
+    expect(
+      loadConfig({
+        STEWARD_KMS_PROVIDER: 'vault',
+        STEWARD_KMS_VAULT_ADDR: 'https://vault.example:8200',
+        STEWARD_KMS_VAULT_TOKEN: 'hvs.x',
+        STEWARD_KMS_VAULT_MOUNT: '/team/transit/',
+      }).keys,
+    ).toEqual({
+      provider: 'vault',
+      vault: {
+        address: 'https://vault.example:8200',
+        token: 'hvs.x',
+        keyName: 'steward',
+        mount: 'team/transit',
+        namespace: undefined,
+      },
+    });
+    expect(problems({ STEWARD_KMS_PROVIDER: 'aws-kms', STEWARD_KMS_AWS_REGION: 'Not A Region' })).toEqual([
+      'STEWARD_KMS_PROVIDER=aws-kms needs STEWARD_KMS_AWS_KEY_ID',
+      'STEWARD_KMS_AWS_REGION is not a region name',
+    ]);
+    expect(
+      problems({
+        STEWARD_KMS_PROVIDER: 'pkcs11',
+        STEWARD_KMS_PKCS11_LIBRARY: 'libsofthsm2.so',
+        STEWARD_KMS_PKCS11_TOKEN: 'steward',
+      }),
+    ).toEqual([
+      'STEWARD_KMS_PKCS11_LIBRARY must be an absolute path',
+      'STEWARD_KMS_PROVIDER=pkcs11 needs STEWARD_KMS_PKCS11_PIN',
+    ]);
   });
 });

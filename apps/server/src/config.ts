@@ -1,5 +1,12 @@
+import { accessSync, constants } from 'node:fs';
+import { isIP } from 'node:net';
 import path from 'node:path';
 import { parseMasterKey } from '@steward/core/crypto/master-key';
+import type { KeySettings } from '@steward/core/keys/key-settings';
+import {
+  parseInstallationDestinations,
+  type InstallationDestination,
+} from '@steward/core/siem/siem-destination';
 
 export type LlmProvider = 'rules' | 'anthropic' | 'openai';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -22,7 +29,11 @@ export interface Config {
   masterKey: string | undefined;
   bodyLimit: number;
   accessTokenTtl: number;
-  trustProxy: boolean;
+  /**
+   * Which peers may set X-Forwarded-For: false (none), a hop count, or proxy addresses/CIDRs.
+   * Fastify's `trustProxy` takes each form as is.
+   */
+  trustProxy: false | number | string[];
   /** Seconds a running step holds its lease before the reaper may recover it. */
   stepLeaseSeconds: number;
   /** Steps one tenant may run at once. */
@@ -33,6 +44,18 @@ export interface Config {
   leaseSeconds: number;
   /** The installation allows stdio MCP servers (commands on this host); tenants must opt in too. */
   mcpAllowStdio: boolean;
+  /** Brute-force limits and request quotas (0: no limit). */
+  rateLimits: {
+    loginFailuresPerAccount: number;
+    loginFailuresPerIp: number;
+    ipRequestsPerMinute: number;
+    tenantRequestsPerMinute: number;
+    apiKeyRequestsPerMinute: number;
+  };
+  /** Native HTTPS (certificate and key files); HSTS is sent only then. */
+  tls: { certFile: string; keyFile: string } | undefined;
+  /** Installation-wide SIEM destinations (every tenant's audit chain and the platform chain). */
+  siemDestinations: InstallationDestination[];
   llm: {
     provider: LlmProvider;
     anthropicApiKey: string | undefined;
@@ -40,6 +63,8 @@ export interface Config {
     openaiBaseUrl: string | undefined;
     model: string | undefined;
   };
+  /** Key provider wrapping the tenant data keys (STEWARD_KMS_*). */
+  keys: KeySettings;
 }
 
 /** Every environment variable Steward reads, with its meaning (the README lists the same). */
@@ -60,7 +85,19 @@ export const ENVIRONMENT = {
   STEWARD_MASTER_KEY: '32-byte master key, hex or base64 (default: <data dir>/master.key, generated)',
   STEWARD_BODY_LIMIT: 'largest accepted request body in bytes (default 1048576)',
   STEWARD_ACCESS_TOKEN_TTL: 'access token lifetime in seconds (default 900)',
-  STEWARD_TRUST_PROXY: '1 when behind a reverse proxy that sets X-Forwarded-For (default off)',
+  STEWARD_TRUST_PROXY:
+    'who may set X-Forwarded-For: 0 (default: nobody), 1 or a hop count (the nearest N peers are proxies), or a comma-separated list of proxy addresses/CIDRs (also loopback, linklocal, uniquelocal)',
+  STEWARD_LOGIN_FAILURES_PER_ACCOUNT: 'failed sign-ins per account in a sliding hour before 429 (default 20)',
+  STEWARD_LOGIN_FAILURES_PER_IP:
+    'failed sign-ins per client address in a sliding hour before 429 (default 100)',
+  STEWARD_RATE_LIMIT_IP: 'requests per client address per minute (default 0: no limit)',
+  STEWARD_RATE_LIMIT_TENANT:
+    'requests per tenant per minute (default 0: no limit; tenant setting rateLimits.requestsPerMinute overrides)',
+  STEWARD_RATE_LIMIT_API_KEY:
+    'requests per API key per minute (default 0: no limit; tenant setting rateLimits.apiKeyRequestsPerMinute overrides)',
+  STEWARD_TLS_CERT:
+    'PEM certificate (chain) file: serve HTTPS natively and send HSTS (needs STEWARD_TLS_KEY)',
+  STEWARD_TLS_KEY: 'PEM private key file for STEWARD_TLS_CERT',
   STEWARD_STEP_LEASE_SECONDS: 'seconds before a step whose worker died is recovered (default 60)',
   STEWARD_TENANT_CONCURRENCY:
     'steps one tenant may run at once (default 4; tenant setting maxConcurrentSteps overrides)',
@@ -74,6 +111,25 @@ export const ENVIRONMENT = {
   STEWARD_LLM_MODEL: 'model name for the LLM planner',
   STEWARD_MCP_STDIO:
     '1 to allow stdio MCP servers (commands run on this host) for tenants whose setting mcp.allowStdio is true (default off)',
+  STEWARD_KMS_PROVIDER: 'key provider wrapping tenant data keys: local (default), vault, aws-kms or pkcs11',
+  STEWARD_KMS_VAULT_ADDR: 'Vault/OpenBao address for STEWARD_KMS_PROVIDER=vault (https://host:8200)',
+  STEWARD_KMS_VAULT_TOKEN:
+    'Vault/OpenBao token allowed to use the transit key (encrypt, decrypt, rewrap, rotate)',
+  STEWARD_KMS_VAULT_KEY: 'transit key name (default steward)',
+  STEWARD_KMS_VAULT_MOUNT: 'transit engine mount path (default transit)',
+  STEWARD_KMS_VAULT_NAMESPACE: 'Vault Enterprise / OpenBao namespace (optional)',
+  STEWARD_KMS_AWS_KEY_ID:
+    'AWS KMS key id, ARN or alias for STEWARD_KMS_PROVIDER=aws-kms (credentials: default AWS chain)',
+  STEWARD_KMS_AWS_REGION: 'AWS region of the KMS key',
+  STEWARD_KMS_AWS_ENDPOINT: 'KMS endpoint override (VPC endpoint, LocalStack; optional)',
+  STEWARD_KMS_PKCS11_LIBRARY:
+    'PKCS#11 module path for STEWARD_KMS_PROVIDER=pkcs11 (e.g. /usr/lib/softhsm/libsofthsm2.so)',
+  STEWARD_KMS_PKCS11_TOKEN: 'label of the PKCS#11 token holding the key',
+  STEWARD_KMS_PKCS11_PIN: 'user PIN of the PKCS#11 token',
+  STEWARD_KMS_PKCS11_KEY_LABEL:
+    'label prefix of the AES key objects (default steward-kek; versions are <label>-v<N>)',
+  STEWARD_SIEM_DESTINATIONS:
+    'installation-wide SIEM destinations of the audit stream: a JSON array of {name, kind: syslog|https, config, token?} (default none)',
 } as const;
 
 export class ConfigError extends Error {
@@ -158,7 +214,29 @@ export function loadConfig(
   if (provider === 'openai' && !openaiApiKey && !openaiBaseUrl) {
     problems.push('STEWARD_LLM_PROVIDER=openai needs OPENAI_API_KEY or OPENAI_BASE_URL');
   }
-  const baseUrl = url('STEWARD_BASE_URL', ['http', 'https']) ?? `http://localhost:${port}`;
+  const trustProxy = parseTrustProxy(str('STEWARD_TRUST_PROXY'), problems);
+  const certFile = str('STEWARD_TLS_CERT');
+  const keyFile = str('STEWARD_TLS_KEY');
+  if ((certFile === undefined) !== (keyFile === undefined))
+    problems.push('STEWARD_TLS_CERT and STEWARD_TLS_KEY go together: set both or neither');
+  for (const [name, file] of [
+    ['STEWARD_TLS_CERT', certFile],
+    ['STEWARD_TLS_KEY', keyFile],
+  ] as const) {
+    if (file === undefined) continue;
+    try {
+      accessSync(file, constants.R_OK);
+    } catch {
+      problems.push(`${name}: cannot read ${file}`);
+    }
+  }
+  const tls =
+    certFile && keyFile ? { certFile: path.resolve(certFile), keyFile: path.resolve(keyFile) } : undefined;
+  const baseUrl =
+    url('STEWARD_BASE_URL', ['http', 'https']) ?? `${tls ? 'https' : 'http'}://localhost:${port}`;
+  const keys = keySettings();
+  const siem = parseInstallationDestinations(str('STEWARD_SIEM_DESTINATIONS') ?? '[]');
+  problems.push(...siem.problems);
 
   const config: Config = {
     port,
@@ -180,14 +258,95 @@ export function loadConfig(
     masterKey,
     bodyLimit: int('STEWARD_BODY_LIMIT', 1_048_576, 1024, 100 * 1_048_576),
     accessTokenTtl: int('STEWARD_ACCESS_TOKEN_TTL', 900, 30, 86_400),
-    trustProxy: bool('STEWARD_TRUST_PROXY'),
+    trustProxy,
+    rateLimits: {
+      loginFailuresPerAccount: int('STEWARD_LOGIN_FAILURES_PER_ACCOUNT', 20, 1, 100_000),
+      loginFailuresPerIp: int('STEWARD_LOGIN_FAILURES_PER_IP', 100, 1, 10_000_000),
+      ipRequestsPerMinute: int('STEWARD_RATE_LIMIT_IP', 0, 0, 100_000_000),
+      tenantRequestsPerMinute: int('STEWARD_RATE_LIMIT_TENANT', 0, 0, 100_000_000),
+      apiKeyRequestsPerMinute: int('STEWARD_RATE_LIMIT_API_KEY', 0, 0, 100_000_000),
+    },
+    tls,
     stepLeaseSeconds: int('STEWARD_STEP_LEASE_SECONDS', 60, 2, 86_400),
     tenantConcurrency: int('STEWARD_TENANT_CONCURRENCY', 4, 1, 1000),
     workerConcurrency: int('STEWARD_WORKER_CONCURRENCY', 8, 1, 200),
     leaseSeconds: int('STEWARD_LEASE_SECONDS', 15, 2, 3600),
     mcpAllowStdio: bool('STEWARD_MCP_STDIO'),
+    siemDestinations: siem.destinations,
     llm: { provider, anthropicApiKey, openaiApiKey, openaiBaseUrl, model: str('STEWARD_LLM_MODEL') },
+    keys,
   };
   if (problems.length) throw new ConfigError(problems);
   return config;
+
+  function keySettings(): KeySettings {
+    const kp = oneOf('STEWARD_KMS_PROVIDER', ['local', 'vault', 'aws-kms', 'pkcs11'] as const, 'local');
+    const need = (v: string | undefined, name: string): string => {
+      if (v === undefined) problems.push(`STEWARD_KMS_PROVIDER=${kp} needs ${name}`);
+      return v ?? '';
+    };
+    if (kp === 'vault') {
+      const address = url('STEWARD_KMS_VAULT_ADDR', ['http', 'https']);
+      if (!address) problems.push('STEWARD_KMS_PROVIDER=vault needs STEWARD_KMS_VAULT_ADDR');
+      const token = need(str('STEWARD_KMS_VAULT_TOKEN'), 'STEWARD_KMS_VAULT_TOKEN');
+      const keyName = str('STEWARD_KMS_VAULT_KEY') ?? 'steward';
+      const mount = (str('STEWARD_KMS_VAULT_MOUNT') ?? 'transit').replace(/^\/+|\/+$/g, '');
+      if (!/^[A-Za-z0-9_.-]+$/.test(keyName)) problems.push('STEWARD_KMS_VAULT_KEY must be a plain key name');
+      if (!/^[A-Za-z0-9_./-]+$/.test(mount)) problems.push('STEWARD_KMS_VAULT_MOUNT must be a mount path');
+      const namespace = str('STEWARD_KMS_VAULT_NAMESPACE');
+      return { provider: kp, vault: { address: address ?? '', token, keyName, mount, namespace } };
+    }
+    if (kp === 'aws-kms') {
+      const keyId = need(str('STEWARD_KMS_AWS_KEY_ID'), 'STEWARD_KMS_AWS_KEY_ID');
+      const region = need(str('STEWARD_KMS_AWS_REGION'), 'STEWARD_KMS_AWS_REGION');
+      if (region && !/^[a-z0-9-]{2,40}$/.test(region))
+        problems.push('STEWARD_KMS_AWS_REGION is not a region name');
+      const endpoint = url('STEWARD_KMS_AWS_ENDPOINT', ['http', 'https']);
+      return { provider: kp, awsKms: { keyId, region, endpoint } };
+    }
+    if (kp === 'pkcs11') {
+      const library = need(str('STEWARD_KMS_PKCS11_LIBRARY'), 'STEWARD_KMS_PKCS11_LIBRARY');
+      if (library && !path.isAbsolute(library))
+        problems.push('STEWARD_KMS_PKCS11_LIBRARY must be an absolute path');
+      const tokenLabel = need(str('STEWARD_KMS_PKCS11_TOKEN'), 'STEWARD_KMS_PKCS11_TOKEN');
+      const pin = need(str('STEWARD_KMS_PKCS11_PIN'), 'STEWARD_KMS_PKCS11_PIN');
+      const keyLabel = str('STEWARD_KMS_PKCS11_KEY_LABEL') ?? 'steward-kek';
+      return { provider: kp, pkcs11: { library, tokenLabel, pin, keyLabel } };
+    }
+    return { provider: 'local' };
+  }
+}
+
+const PROXY_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+/** STEWARD_TRUST_PROXY: off, a hop count (1 = the peer is the proxy) or proxy addresses/CIDRs. */
+function parseTrustProxy(raw: string | undefined, problems: string[]): false | number | string[] {
+  if (raw === undefined) return false;
+  const lower = raw.trim().toLowerCase();
+  if (['0', 'false', 'no', 'off'].includes(lower)) return false;
+  if (['true', 'yes', 'on'].includes(lower)) return 1;
+  if (/^\d+$/.test(lower)) {
+    const hops = Number(lower);
+    if (hops > 0 && hops <= 20) return hops;
+    problems.push(`STEWARD_TRUST_PROXY hop count must be from 1 to 20 (got "${raw}")`);
+    return false;
+  }
+  const entries = lower
+    .split(',')
+    .map((e) => e.trim())
+    .filter(Boolean);
+  const bad = entries.filter((e) => {
+    if (PROXY_NAMES.has(e)) return false;
+    const [address, prefix, ...rest] = e.split('/');
+    const v = isIP(address ?? '');
+    if (v === 0 || rest.length) return true;
+    return prefix !== undefined && !(/^\d{1,3}$/.test(prefix) && Number(prefix) <= (v === 4 ? 32 : 128));
+  });
+  if (bad.length || !entries.length) {
+    problems.push(
+      `STEWARD_TRUST_PROXY must be 0, a hop count or a list of proxy addresses/CIDRs (bad: "${bad.join(', ') || raw}")`,
+    );
+    return false;
+  }
+  return entries;
 }

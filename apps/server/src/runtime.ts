@@ -10,6 +10,11 @@ import { loadMasterKey, type MasterKey } from '@steward/core/crypto/master-key';
 import { AccessTokens } from '@steward/core/identity/access-tokens';
 import { Authenticator } from '@steward/core/identity/authenticator';
 import type { Resources } from '@steward/core/resources';
+import { Guard } from '@steward/core/guard/guard';
+import { databaseKeyRing } from '@steward/core/keys/key-ring-store';
+import { registerKeyProviders } from '@steward/core/keys/key-providers';
+import { createKeyProviders } from '@steward/core/keys/key-settings';
+import { ChangeFeed } from '@steward/core/live/change-feed';
 import type { Config } from './config.ts';
 import { builtinTools } from './tools.ts';
 
@@ -82,6 +87,8 @@ export async function openRuntime(config: Config, opts: OpenOptions = {}): Promi
     if (check.problems.length) {
       throw new Error(`the runtime database role is unsafe: ${check.problems.join('; ')}`);
     }
+    const keys = createKeyProviders(config.keys, master, databaseKeyRing(db));
+    registerKeyProviders(master, keys);
     const tokens = new AccessTokens(master, { issuer: config.baseUrl, ttlSeconds: config.accessTokenTtl });
     const audit = new AuditLog(master);
     const checkpoints = new CheckpointStore(config.dataDir, master);
@@ -105,14 +112,21 @@ export async function openRuntime(config: Config, opts: OpenOptions = {}): Promi
       dataDir: config.dataDir,
       llm: config.llm,
       mcp: { allowStdio: config.mcpAllowStdio },
+      guard: await createGuard(db, config, log),
+      keys,
+      changes: new ChangeFeed(connect(appUrl, { max: 1, applicationName: 'steward-live' })),
     };
     const database = db;
+    const guard = res.guard;
     return {
       res,
       appUrl,
       checkpointer,
       async close() {
         await checkpointer.stop().catch(() => {});
+        await guard?.close().catch(() => {});
+        await keys.close().catch(() => {});
+        await res.changes?.close();
         await database.close().catch(() => {});
         await embedded?.stop();
       },
@@ -122,4 +136,24 @@ export async function openRuntime(config: Config, opts: OpenOptions = {}): Promi
     await embedded?.stop();
     throw error;
   }
+}
+
+/** Rate limits in Redis when REDIS_URL is set (shared by every instance), else in this process. */
+async function createGuard(db: Database, config: Config, log: (m: string) => void): Promise<Guard> {
+  let lastReport = 0;
+  // The Redis client is loaded only when it is used.
+  const store = config.redisUrl
+    ? (await import('@steward/core/guard/redis-rate-limit-store')).RedisRateLimitStore.connect(
+        config.redisUrl,
+      )
+    : undefined;
+  return new Guard(db, {
+    limits: config.rateLimits,
+    store,
+    onStoreError: (error) => {
+      if (Date.now() - lastReport < 10_000) return;
+      lastReport = Date.now();
+      log(`rate-limit store (Redis) failed, counting in this process meanwhile: ${(error as Error).message}`);
+    },
+  });
 }

@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import { loadMigrations } from '@steward/db/migrate';
 import pino from 'pino';
 import type { buildApp } from './app.ts';
@@ -8,6 +9,7 @@ import { openRuntime } from './runtime.ts';
 import { startWorker, type WorkerHandle } from './worker/worker-runner.ts';
 import { startWatchers, type WatchersHandle } from '@steward/core/watchers/watchers';
 import { startVault, type VaultHandle } from '@steward/core/vault/vault-service';
+import { startSiemForwarding, type SiemForwardingHandle } from '@steward/core/siem/siem-forwarding';
 
 export type Role = 'all' | 'api' | 'worker';
 
@@ -26,6 +28,8 @@ export async function runServer(config: Config, role: Role): Promise<void> {
   let worker: WorkerHandle | undefined;
   let watchers: WatchersHandle | undefined;
   let vault: VaultHandle | undefined;
+  let siem: SiemForwardingHandle | undefined;
+  let stopPush: (() => void) | undefined;
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) {
@@ -40,9 +44,11 @@ export async function runServer(config: Config, role: Role): Promise<void> {
     }, 30_000);
     timer.unref();
     try {
+      stopPush?.();
       await app?.close();
       await watchers?.stop();
       await vault?.stop();
+      await siem?.stop();
       await worker?.stop();
       await runtime.close();
       logger.info('stopped');
@@ -88,6 +94,12 @@ export async function runServer(config: Config, role: Role): Promise<void> {
         leaseMs: config.leaseSeconds * 1000,
         log: (level, message) => logger[level](message),
       });
+      // SIEM forwarding: one lease per destination (`siem:<key>`), taken by one worker process each.
+      siem = startSiemForwarding(res, {
+        leaseMs: config.leaseSeconds * 1000,
+        installation: config.siemDestinations,
+        log: (level, message) => logger[level](message),
+      });
     }
     if (role !== 'worker') {
       const migrations = await loadMigrations();
@@ -97,10 +109,18 @@ export async function runServer(config: Config, role: Role): Promise<void> {
         logger,
         bodyLimit: config.bodyLimit,
         trustProxy: config.trustProxy,
+        https: config.tls
+          ? { cert: await readFile(config.tls.certFile), key: await readFile(config.tls.keyFile) }
+          : undefined,
         expectedSchemaVersion: Math.max(0, ...migrations.map((m) => m.version)),
       });
       await app.listen({ port: config.port, host: config.host });
       logger.info(`Steward API on ${config.baseUrl} (docs at ${config.baseUrl}/docs)`);
+      // Web push for new approvals (the dashboard's "notify me"); see packages/core/src/push/.
+      const { startPushNotifier } = await import('@steward/core/push/push-notifier');
+      const { webPushSender } = await import('@steward/core/push/web-push-sender');
+      const subject = config.baseUrl.startsWith('https:') ? config.baseUrl : 'mailto:admin@localhost';
+      stopPush = await startPushNotifier(res, webPushSender(res.master, subject), (m) => logger.warn(m));
     } else {
       logger.info('Steward worker running');
     }
@@ -109,6 +129,7 @@ export async function runServer(config: Config, role: Role): Promise<void> {
     await app?.close().catch(() => {});
     await watchers?.stop();
     await vault?.stop();
+    await siem?.stop();
     await worker?.stop();
     await runtime.close();
     throw error;

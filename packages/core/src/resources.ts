@@ -7,6 +7,9 @@ import type { Authenticator } from './identity/authenticator.ts';
 import type { ToolRegistry } from './tools/tool-registry.ts';
 import type { LlmSettings } from './planner/llm/llm-settings.ts';
 import type { Resolver } from './tools/builtin/network-guard.ts';
+import type { Guard } from './guard/guard.ts';
+import type { KeyProviders } from './keys/key-providers.ts';
+import type { ChangeFeed } from './live/change-feed.ts';
 
 /** Everything the domain code needs, wired by hand in one place (see apps/server/src/resources.ts). */
 export interface Resources {
@@ -23,6 +26,12 @@ export interface Resources {
   llm?: LlmSettings | undefined;
   /** MCP client settings (absent: stdio MCP servers are not allowed). */
   mcp?: McpSettings | undefined;
+  /** Rate limits, brute-force protection and IP allow-lists (absent: none). */
+  guard?: Guard | undefined;
+  /** Key providers of the tenant data keys (absent: the local provider). */
+  keys?: KeyProviders | undefined;
+  /** Task, step and approval state changes, by tenant (LISTEN/NOTIFY; the web dashboard's live stream). */
+  changes?: ChangeFeed | undefined;
 }
 
 export interface McpSettings {

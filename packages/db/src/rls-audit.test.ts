@@ -427,7 +427,6 @@ describe('the runtime role', () => {
         `update audit_log set hash = hash`,
         `delete from audit_log where seq = 1`,
         `truncate audit_log`,
-        `select * from audit_log for update`,
       ];
       for (const statement of attempts) {
         const e = await pgError(asTenant(statement));
@@ -438,6 +437,21 @@ describe('the runtime role', () => {
         { action: string }[]
       >`select action from audit_log where tenant_id = ${tenantId}`;
       expect(row).toEqual({ action: 'test.entry' });
+    });
+
+    it('may only redact entries (GDPR erasure, 0012): personal columns, with a redaction MAC, never the chain fields', async () => {
+      // The column-level UPDATE grant on the personal fields (which also allows SELECT ... FOR UPDATE)
+      // is held back by a trigger: an update that is not a redaction is refused.
+      const e = await pgError(asTenant(`update audit_log set details = '{}'::jsonb where seq = 1`));
+      expect(e.message).toMatch(/only be redacted/);
+      const cleared = await pgError(
+        asTenant(`update audit_log set redacted_at = null, redaction_mac = null where seq = 1`),
+      );
+      expect(cleared.message).toMatch(/only be redacted/);
+      const [row] = await db.owner<
+        { action: string; redacted_at: Date | null }[]
+      >`select action, redacted_at from audit_log where tenant_id = ${tenantId}`;
+      expect(row).toEqual({ action: 'test.entry', redacted_at: null });
     });
 
     it('cannot DELETE or TRUNCATE the chain heads', async () => {

@@ -16,7 +16,8 @@ const B = randomUUID();
  * prefix, the scheduler finding due schedules). Any other tenant table shows nothing without a
  * tenant context.
  */
-const SYSTEM_READABLE = ['api_keys', 'memberships', 'schedules'];
+// Login, API key and SCIM token lookups, the scheduler and the SIEM forwarder read these across tenants.
+const SYSTEM_READABLE = ['api_keys', 'memberships', 'schedules', 'scim_tokens', 'siem_destinations'];
 /** Sample values for columns whose CHECK constraints the type-based generator cannot meet: table -> column -> value. */
 const SAMPLE_OVERRIDES: Record<string, Record<string, () => string>> = {
   // A wrapped data key is 48 bytes (key and tag), an AES-GCM nonce 12 (the string's characters are its bytes).
@@ -26,6 +27,8 @@ const SAMPLE_OVERRIDES: Record<string, Record<string, () => string>> = {
   },
   // An http MCP server needs its url (nullable, so filled in only because it is listed here).
   mcp_servers: { transport: () => 'http', url: () => 'https://mcp.example.com/mcp' },
+  // Version 1 of the local key provider is the master-derived key itself: rows start at 2.
+  key_ring: { version: () => '2' },
 };
 
 let db: TestDatabase;

@@ -6,6 +6,7 @@ import type { Actor } from '@steward/core/resources';
 import { getTenantBySlug, type Tenant } from '@steward/core/tenants/tenant-service';
 import { isUuid } from '@steward/db/database';
 import type { Runtime } from '../runtime.ts';
+import type { Config } from '../config.ts';
 
 /** What the entry point (cli.ts) lends each command group. */
 export interface CliContext {
@@ -13,6 +14,8 @@ export interface CliContext {
   withRuntime<T>(cmd: Command, fn: (rt: Runtime) => Promise<T>): Promise<T>;
   /** `--json`: the object as one line of JSON; otherwise the human text. */
   print(cmd: Command, json: unknown, human: string): void;
+  /** The validated configuration (environment and global options). */
+  config?: (cmd: Command) => Config;
 }
 
 /** The actor of changes made from the command line without acting as a member. */

@@ -34,6 +34,9 @@ const FASTIFY_CODES: Record<string, { code: ErrorCode; message?: string }> = {
 export function installErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
     if (error instanceof AppError) {
+      const retryAfter = error.details?.retryAfterSeconds;
+      if (error.code === 'RATE_LIMITED' && typeof retryAfter === 'number')
+        reply.header('retry-after', String(retryAfter));
       if (error.status >= 500) request.log.error({ err: error }, 'request failed');
       return sendError(reply, error.code, error.message, error.details);
     }
@@ -73,4 +76,15 @@ export function installErrorHandling(app: FastifyInstance): void {
   app.setNotFoundHandler((request, reply) =>
     sendError(reply, 'NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`),
   );
+}
+
+/** Errors the router raises before any hook (a malformed URL, an over-long path parameter): same shape. */
+export function frameworkError(error: FastifyError, _request: FastifyRequest, reply: FastifyReply) {
+  const message =
+    error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+      ? 'a path parameter is too long'
+      : error.code === 'FST_ERR_BAD_URL'
+        ? 'the URL is malformed'
+        : 'the request could not be routed';
+  return sendError(reply, 'BAD_REQUEST', message);
 }

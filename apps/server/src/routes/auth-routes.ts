@@ -1,14 +1,15 @@
 import { Type } from '@sinclair/typebox';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Resources } from '@steward/core/resources';
-import { login, logout, refresh, switchTenant } from '@steward/core/identity/session-service';
+import { logout, refresh, switchTenant } from '@steward/core/identity/session-service';
+import { guardedLogin } from '@steward/core/guard/guarded-login';
 import type { FastifyInstance } from 'fastify';
 import { principalOf, requestInfo } from '../http/request-actor.ts';
 import { Email, errors, Password } from '../http/schemas.ts';
 
 const TenantRef = Type.String({ minLength: 1, maxLength: 63, pattern: '^[a-z0-9][a-z0-9-]*$' });
 
-const Tokens = Type.Object({
+export const Tokens = Type.Object({
   accessToken: Type.String(),
   refreshToken: Type.String(),
   expiresIn: Type.Integer({ description: 'access token lifetime in seconds' }),
@@ -21,6 +22,22 @@ const Tokens = Type.Object({
   tenant: Type.Object({ id: Type.String(), slug: Type.String(), name: Type.String() }),
 });
 
+/** The answer of a sign-in that needs a second factor (POST /auth/mfa) or its enrolment. */
+export const MfaRequiredSchema = Type.Object({
+  mfaRequired: Type.Literal(true),
+  mfaToken: Type.String({ description: 'for POST /auth/mfa; valid 5 minutes, bound to the user and tenant' }),
+  methods: Type.Array(
+    Type.Union([Type.Literal('totp'), Type.Literal('backup_code'), Type.Literal('webauthn')]),
+  ),
+  enrolmentRequired: Type.Boolean({
+    description:
+      'the tenant requires MFA and the user has none: enrol TOTP (/auth/mfa/enrol/totp) or a passkey (/auth/mfa/webauthn/options), then /auth/mfa',
+  }),
+  expiresIn: Type.Integer(),
+});
+
+export { Tokens as TokensSchema, TenantRef as TenantRefSchema };
+
 export function authRoutes(res: Resources) {
   return async (instance: FastifyInstance) => {
     const app = instance.withTypeProvider<TypeBoxTypeProvider>();
@@ -30,16 +47,16 @@ export function authRoutes(res: Resources) {
         config: { access: 'public' },
         schema: {
           tags: ['auth'],
-          summary: 'Sign in with email and password',
+          summary: 'Sign in with email and password (answers mfaRequired when a second factor is needed)',
           security: [],
           body: Type.Object(
             { email: Email, password: Password, tenant: Type.Optional(TenantRef) },
             { additionalProperties: false },
           ),
-          response: { 200: Tokens, ...errors(400, 401) },
+          response: { 200: Type.Union([Tokens, MfaRequiredSchema]), ...errors(400, 401, 429) },
         },
       },
-      async (request) => login(res, request.body, requestInfo(request)),
+      async (request) => guardedLogin(res, request.body, requestInfo(request)),
     );
     app.post(
       '/auth/refresh',

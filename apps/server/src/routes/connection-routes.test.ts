@@ -56,7 +56,17 @@ describe('connections API', () => {
       config: { host: 'smtp.example.com', port: 587, from: 'robot@example.com', username: 'robot' },
     });
     expect(Object.keys(c).sort()).toEqual(
-      ['config', 'createdAt', 'hasSecret', 'id', 'isDefault', 'kind', 'name', 'updatedAt'].sort(),
+      [
+        'config',
+        'createdAt',
+        'hasClientKey',
+        'hasSecret',
+        'id',
+        'isDefault',
+        'kind',
+        'name',
+        'updatedAt',
+      ].sort(),
     );
 
     const list = expectStatus(await api('GET', '/connections'), 200);

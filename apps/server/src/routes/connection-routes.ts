@@ -23,6 +23,9 @@ const ConnectionSchema = Type.Object({
   config: Type.Record(Type.String(), Type.Unknown(), { description: 'non-secret settings' }),
   isDefault: Type.Boolean(),
   hasSecret: Type.Boolean({ description: 'a secret is stored (it is never returned)' }),
+  hasClientKey: Type.Optional(
+    Type.Boolean({ description: 'a mutual-TLS client key is stored (it is never returned)' }),
+  ),
   createdAt: Type.String(),
   updatedAt: Type.String(),
 });
@@ -33,10 +36,16 @@ const Secret = Type.String({
   maxLength: MAX_SECRET_LENGTH,
   description: 'password (smtp) or header value (http); write-only, stored encrypted',
 });
+const ClientKey = Type.String({
+  minLength: 1,
+  maxLength: MAX_SECRET_LENGTH,
+  description:
+    'http: the PEM private key of config.clientCertificate (mutual TLS); write-only, stored encrypted',
+});
 const Config = Type.Record(Type.String(), Type.Unknown(), {
   description:
     'smtp: host, port?, secure?, requireTls?, from, fromName?, username?, allowPrivateNetwork?; ' +
-    'http: baseUrl, headerName?, allowPrivateNetwork?',
+    'http: baseUrl, headerName?, allowPrivateNetwork?, clientCertificate? (PEM, mutual TLS), caCertificate? (PEM)',
 });
 
 export function connectionRoutes(res: Resources) {
@@ -71,6 +80,7 @@ export function connectionRoutes(res: Resources) {
               name: Name,
               config: Config,
               secret: Type.Optional(Secret),
+              clientKey: Type.Optional(ClientKey),
               isDefault: Type.Optional(Type.Boolean({ description: 'the default connection of its kind' })),
             },
             { additionalProperties: false },
@@ -110,6 +120,7 @@ export function connectionRoutes(res: Resources) {
               name: Type.Optional(Name),
               config: Type.Optional(Config),
               secret: Type.Optional(Type.Union([Secret, Type.Null()])),
+              clientKey: Type.Optional(Type.Union([ClientKey, Type.Null()])),
               isDefault: Type.Optional(Type.Boolean()),
             },
             { additionalProperties: false, minProperties: 1 },

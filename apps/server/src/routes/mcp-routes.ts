@@ -17,6 +17,23 @@ import type { FastifyInstance } from 'fastify';
 import { actorOf, principalOf } from '../http/request-actor.ts';
 import { errors, IdParams } from '../http/schemas.ts';
 
+const Pem = (description: string) =>
+  Type.String({ maxLength: 65_536, pattern: '^\\s*-----BEGIN CERTIFICATE-----', description });
+const McpTls = Type.Object(
+  {
+    clientCertificate: Type.Optional(Pem('mutual TLS: the client certificate; its key is clientKey')),
+    caCertificate: Type.Optional(
+      Pem('CA certificate(s) trusted for this server instead of the public roots'),
+    ),
+  },
+  { additionalProperties: false, description: 'http servers: mutual TLS and a private CA (PEM)' },
+);
+const ClientKey = Type.String({
+  minLength: 1,
+  maxLength: 8192,
+  description: 'the PEM private key of tls.clientCertificate; write-only, stored encrypted',
+});
+
 const Risk = Type.Union([
   Type.Literal('low'),
   Type.Literal('medium'),
@@ -66,6 +83,10 @@ const ServerSchema = Type.Object({
   riskOverrides: Type.Record(Type.String(), Risk),
   enabled: Type.Boolean(),
   hasSecret: Type.Boolean({ description: 'a secret is stored (it is never returned)' }),
+  tls: Type.Optional(McpTls),
+  hasClientKey: Type.Optional(
+    Type.Boolean({ description: 'a mutual-TLS client key is stored (it is never returned)' }),
+  ),
   catalogRefreshedAt: Type.Union([Type.String(), Type.Null()], {
     description: 'when the tools were last listed; planning uses that list',
   }),
@@ -112,6 +133,8 @@ export function mcpRoutes(res: Resources) {
               command: Type.Optional(Command),
               url: Type.Optional(Url),
               secret: Type.Optional(Secret),
+              tls: Type.Optional(McpTls),
+              clientKey: Type.Optional(ClientKey),
               allowedTools: Type.Optional(AllowedTools),
               riskOverrides: Type.Optional(RiskOverrides),
               enabled: Type.Optional(Type.Boolean()),
@@ -154,6 +177,8 @@ export function mcpRoutes(res: Resources) {
               command: Type.Optional(Command),
               url: Type.Optional(Url),
               secret: Type.Optional(Type.Union([Secret, Type.Null()])),
+              tls: Type.Optional(McpTls),
+              clientKey: Type.Optional(Type.Union([ClientKey, Type.Null()])),
               allowedTools: Type.Optional(AllowedTools),
               riskOverrides: Type.Optional(RiskOverrides),
               enabled: Type.Optional(Type.Boolean()),

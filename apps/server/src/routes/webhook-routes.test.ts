@@ -306,3 +306,54 @@ describe('inbound deliveries', () => {
     expect(audit.items).toContainEqual(expect.objectContaining({ targetId: temp.id }));
   });
 });
+
+describe('secret rotation', () => {
+  const rotate = (id: string, payload: object, fx = a) =>
+    t.app.inject({
+      method: 'POST',
+      url: `/api/v1/webhooks/${id}/rotate-secret`,
+      headers: bearer(fx.token),
+      payload,
+    });
+
+  it('gives a new secret; the old one keeps working for the grace period only', async () => {
+    const h = await createHook(a, 'rotating');
+    const body = (id: string) => JSON.stringify({ id });
+    const r = expectStatus(await rotate(h.id, { graceSeconds: 3600 }), 200);
+    expect(r.headers['cache-control']).toBe('no-store');
+    const rotated = r.json() as { secret: string; previousValidUntil: string };
+    expect(rotated.secret).not.toBe(h.secret);
+    expect(rotated.secret).toBe(webhookSecret(t.res, a.tenant.id, h.id, 2));
+    expect(Date.parse(rotated.previousValidUntil)).toBeGreaterThan(Date.now() + 3500_000);
+    // Both work during the grace period, as bearer and as signature.
+    expectStatus(await deliver(h.path, body('r1'), bearer(h.secret)), 202);
+    expectStatus(await deliver(h.path, body('r2'), bearer(rotated.secret)), 202);
+    expectStatus(await deliver(h.path, body('r3'), signed(h.secret, body('r3'))), 202);
+    expectStatus(await deliver(h.path, body('r4'), signed(rotated.secret, body('r4'))), 202);
+
+    // A rotation without grace: only the newest secret works; the two before it are refused.
+    const again = expectStatus(await rotate(h.id, { graceSeconds: 0 }), 200).json() as {
+      secret: string;
+      previousValidUntil: null;
+    };
+    expect(again.previousValidUntil).toBeNull();
+    expectStatus(await deliver(h.path, body('r5'), bearer(again.secret)), 202);
+    for (const old of [h.secret, rotated.secret]) {
+      expectStatus(await deliver(h.path, body('r6'), bearer(old)), 401);
+      expectStatus(await deliver(h.path, body('r7'), signed(old, body('r7'))), 401);
+    }
+    const [entry] = await t.db.owner<{ details: { version: number; graceSeconds: number } }[]>`
+      select details from audit_log where action = 'webhook.secret_rotated' and target_id = ${h.id}
+      order by seq desc limit 1`;
+    expect(entry!.details).toMatchObject({ version: 3, graceSeconds: 0 });
+  });
+
+  it('refuses a grace period out of range, and another tenant’s hook is 404', async () => {
+    const h = await createHook(a, 'rotating-bad');
+    expectStatus(await rotate(h.id, { graceSeconds: -1 }), 400);
+    expectStatus(await rotate(h.id, { graceSeconds: 8 * 24 * 3600 }), 400);
+    expectStatus(await rotate(h.id, {}, b), 404);
+    // The hook's secret is unchanged by the refused calls.
+    expectStatus(await deliver(h.path, JSON.stringify({ id: 'still' }), bearer(h.secret)), 202);
+  });
+});

@@ -5,7 +5,9 @@ import {
   createWebhook,
   deleteWebhook,
   listWebhooks,
+  MAX_ROTATION_GRACE_SECONDS,
   receiveWebhook,
+  rotateWebhookSecret,
   SIGNATURE_HEADER,
 } from '@steward/core/watchers/webhook-service';
 import type { FastifyInstance } from 'fastify';
@@ -26,6 +28,15 @@ const CreatedWebhookSchema = Type.Composite([
     secret: Type.String({
       description:
         'shown once: send it as Authorization: Bearer <secret>, or sign with it (X-Steward-Signature)',
+    }),
+  }),
+]);
+
+const RotatedWebhookSchema = Type.Composite([
+  CreatedWebhookSchema,
+  Type.Object({
+    previousValidUntil: Type.Union([Type.String(), Type.Null()], {
+      description: 'the previous secret keeps working until then (null: it stopped at once)',
     }),
   }),
 ]);
@@ -66,6 +77,43 @@ export function webhookRoutes(res: Resources) {
           .code(201)
           .header('cache-control', 'no-store')
           .send(await createWebhook(res, principalOf(request).tenantId, actorOf(request), request.body)),
+    );
+    app.post(
+      '/webhooks/:id/rotate-secret',
+      {
+        config: { access: 'connections:manage' },
+        schema: {
+          tags: ['webhooks'],
+          summary:
+            'Give a webhook a new secret (in this response only); the previous one keeps working for graceSeconds',
+          params: IdParams,
+          body: Type.Object(
+            {
+              graceSeconds: Type.Optional(
+                Type.Integer({
+                  minimum: 0,
+                  maximum: MAX_ROTATION_GRACE_SECONDS,
+                  description: 'how long the previous secret keeps working (default 86400; 0: not at all)',
+                }),
+              ),
+            },
+            { additionalProperties: false },
+          ),
+          response: { 200: RotatedWebhookSchema, ...errors(400, 401, 403, 404) },
+        },
+      },
+      async (request, reply) =>
+        reply
+          .header('cache-control', 'no-store')
+          .send(
+            await rotateWebhookSecret(
+              res,
+              principalOf(request).tenantId,
+              actorOf(request),
+              request.params.id,
+              request.body ?? {},
+            ),
+          ),
     );
     app.delete(
       '/webhooks/:id',

@@ -11,7 +11,14 @@ import { SYSTEM_ACTOR } from '@steward/core/resources';
 import { createSchedule } from '@steward/core/watchers/schedule-service';
 import { createWebhook } from '@steward/core/watchers/webhook-service';
 import { createConnection } from '@steward/core/connections/connection-service';
+import { createDestination } from '@steward/core/siem/destination-service';
 import { createMcpServer } from '@steward/core/mcp/mcp-service';
+import { generate } from 'otplib';
+import { SoftAuthenticator } from '../testing/soft-authenticator.ts';
+import { createSsoConnection } from '@steward/core/sso/sso-connection-service';
+import { createInvitation } from '@steward/core/identity/invitation-service';
+import { createScimToken } from '@steward/core/scim/scim-token-service';
+import { randomToken, sha256 } from '@steward/core/shared/secrets';
 import {
   addUser,
   bearer,
@@ -31,7 +38,18 @@ import {
  */
 
 /** Public and audited only on failure (reuse): a refresh changes no tenant data. */
-const NOT_AUDITED = new Set(['POST /api/v1/auth/refresh']);
+const NOT_AUDITED = new Set([
+  'POST /api/v1/auth/refresh',
+  // WebAuthn challenges only (stored for 5 minutes); what answers them is audited.
+  'POST /api/v1/auth/mfa/webauthn/options',
+  'POST /api/v1/auth/passkey/options',
+  'POST /api/v1/passkeys/options',
+  // The SAML assertion consumer service needs a signed response from a test IdP: its audit entries
+  // (auth.sso_login success and failure, user.provisioned) are checked in routes/sso-saml.test.ts.
+  'POST /api/v1/sso/:tenantSlug/:connectionId/callback',
+  // A stream ticket changes nothing either: it is a signed, 60-second permission to read change ids.
+  'POST /api/v1/stream-tickets',
+]);
 
 interface Caller {
   kind: 'user' | 'api_key';
@@ -196,6 +214,16 @@ const newConnection = async () => ({
   ).id,
 });
 
+const newSiemDestination = async () => ({
+  id: (
+    await createDestination(t.res, a.tenant.id, SYSTEM_ACTOR, {
+      name: `siem${unique()}`,
+      kind: 'syslog',
+      config: { host: 'siem.example.com', port: 6514, tls: true },
+    })
+  ).id,
+});
+
 const newMcpServer = async () => ({
   id: (
     await createMcpServer(t.res, a.tenant.id, SYSTEM_ACTOR, {
@@ -259,10 +287,41 @@ const TENANT_CASES: Record<string, Run> = {
     'connection.deleted',
     newConnection,
   ),
+  'POST /api/v1/siem/destinations': tenantCase(
+    'POST',
+    '/api/v1/siem/destinations',
+    'siem.destination.created',
+    async () => ({
+      payload: {
+        name: `siem${unique()}`,
+        kind: 'https',
+        config: { url: 'https://siem.example.com/ingest' },
+        secret: 'audit-siem-token',
+      },
+    }),
+  ),
+  'PATCH /api/v1/siem/destinations/:id': tenantCase(
+    'PATCH',
+    '/api/v1/siem/destinations/:id',
+    'siem.destination.updated',
+    async () => ({ ...(await newSiemDestination()), payload: { enabled: false } }),
+  ),
+  'DELETE /api/v1/siem/destinations/:id': tenantCase(
+    'DELETE',
+    '/api/v1/siem/destinations/:id',
+    'siem.destination.deleted',
+    newSiemDestination,
+  ),
   'POST /api/v1/webhooks': tenantCase('POST', '/api/v1/webhooks', 'webhook.created', async () => ({
     payload: { name: `h${unique()}` },
   })),
   'DELETE /api/v1/webhooks/:id': tenantCase('DELETE', '/api/v1/webhooks/:id', 'webhook.deleted', newWebhook),
+  'POST /api/v1/webhooks/:id/rotate-secret': tenantCase(
+    'POST',
+    '/api/v1/webhooks/:id/rotate-secret',
+    'webhook.secret_rotated',
+    async () => ({ ...(await newWebhook()), payload: { graceSeconds: 60 } }),
+  ),
   'POST /api/v1/schedules': tenantCase('POST', '/api/v1/schedules', 'schedule.created', async () => ({
     payload: {
       name: `s${unique()}`,
@@ -314,6 +373,22 @@ const TENANT_CASES: Record<string, Run> = {
         .apiKey.id,
     }),
   ),
+  'POST /api/v1/invitations': tenantCase('POST', '/api/v1/invitations', 'invitation.created', async () => ({
+    payload: { email: `inv${unique()}@audit-a.test`, role: 'viewer' },
+  })),
+  'DELETE /api/v1/invitations/:id': tenantCase(
+    'DELETE',
+    '/api/v1/invitations/:id',
+    'invitation.revoked',
+    async () => ({
+      id: (
+        await createInvitation(t.res, a.tenant.id, SYSTEM_ACTOR, {
+          email: `inv${unique()}@audit-a.test`,
+          role: 'viewer',
+        })
+      ).invitation.id,
+    }),
+  ),
   'POST /api/v1/events': tenantCase(
     'POST',
     '/api/v1/events',
@@ -359,7 +434,211 @@ const TENANT_CASES: Record<string, Run> = {
   'POST /api/v1/briefings': tenantCase('POST', '/api/v1/briefings', 'briefing.created', async () => ({
     payload: {},
   })),
+  'PUT /api/v1/tenant/ip-allow-list': tenantCase(
+    'PUT',
+    '/api/v1/tenant/ip-allow-list',
+    'tenant.ip_allow_list.updated',
+    async () => ({ payload: { entries: [] } }),
+  ),
+  'PUT /api/v1/tenant/rate-limits': tenantCase(
+    'PUT',
+    '/api/v1/tenant/rate-limits',
+    'tenant.rate_limits.updated',
+    async () => ({ payload: { requestsPerMinute: null } }),
+  ),
+  'DELETE /api/v1/users/:id/mfa': tenantCase('DELETE', '/api/v1/users/:id/mfa', 'mfa.reset', newUser),
+  'DELETE /api/v1/users/:id/sessions': tenantCase(
+    'DELETE',
+    '/api/v1/users/:id/sessions',
+    'session.revoked_all',
+    newUser,
+  ),
+  'DELETE /api/v1/users/:id/sessions/:sessionId': async (requestId, caller) => {
+    const u = await signedInUser();
+    const response = await inject(requestId, {
+      method: 'DELETE',
+      url: `/api/v1/users/${u.id}/sessions/${u.sessionId}`,
+      headers: caller.headers,
+    });
+    return {
+      response,
+      tenantId: a.tenant.id,
+      action: 'session.revoked',
+      actorType: caller.kind,
+      actorId: caller.actorId,
+      targetId: u.sessionId,
+    };
+  },
+  // Privacy (GDPR).
+  'POST /api/v1/exports': tenantCase(
+    'POST',
+    '/api/v1/exports',
+    'privacy.export_requested',
+    async () => ({ payload: { scope: 'tenant' } }),
+    (body) => body.id!,
+  ),
+  'POST /api/v1/users/:id/erase': async (requestId, caller) => {
+    const { id } = await newUser();
+    const response = await inject(requestId, {
+      method: 'POST',
+      url: `/api/v1/users/${id}/erase`,
+      headers: caller.headers,
+    });
+    // The target is the user's pseudonym: the erased id itself is gone from the chain.
+    return {
+      response,
+      tenantId: a.tenant.id,
+      action: 'privacy.user_erased',
+      actorType: caller.kind,
+      actorId: caller.actorId,
+    };
+  },
+  'POST /api/v1/users/:id/consents': tenantCase(
+    'POST',
+    '/api/v1/users/:id/consents',
+    'privacy.consent_granted',
+    async () => ({
+      ...(await newUser()),
+      payload: { purpose: 'analytics', granted: true, source: 'audit-test' },
+    }),
+  ),
+  'PUT /api/v1/retention-policies': tenantCase(
+    'PUT',
+    '/api/v1/retention-policies',
+    'privacy.retention_policy_set',
+    async () => ({ payload: { policies: [{ dataClass: 'notifications', days: 3650 }] } }),
+  ),
+  'POST /api/v1/retention-policies/purge': tenantCase(
+    'POST',
+    '/api/v1/retention-policies/purge',
+    'privacy.retention_purged',
+    async () => ({}),
+  ),
+  'POST /api/v1/sso-connections': tenantCase(
+    'POST',
+    '/api/v1/sso-connections',
+    'sso_connection.created',
+    async () => ({
+      payload: {
+        protocol: 'oidc',
+        name: `s${unique()}`,
+        config: { issuer: 'https://idp.example.com', clientId: 'steward' },
+        clientSecret: 'audit-sso-secret',
+      },
+    }),
+  ),
+  'PATCH /api/v1/sso-connections/:id': tenantCase(
+    'PATCH',
+    '/api/v1/sso-connections/:id',
+    'sso_connection.updated',
+    async () => ({ ...(await newSsoConnection()), payload: { enabled: false, clientSecret: 'rotated' } }),
+  ),
+  'DELETE /api/v1/sso-connections/:id': tenantCase(
+    'DELETE',
+    '/api/v1/sso-connections/:id',
+    'sso_connection.deleted',
+    newSsoConnection,
+  ),
+  'POST /api/v1/scim-tokens': tenantCase('POST', '/api/v1/scim-tokens', 'scim_token.created', async () => ({
+    payload: { name: `scim ${unique()}` },
+  })),
+  'DELETE /api/v1/scim-tokens/:id': tenantCase(
+    'DELETE',
+    '/api/v1/scim-tokens/:id',
+    'scim_token.revoked',
+    async () => ({
+      id: (await createScimToken(t.res, a.tenant.id, SYSTEM_ACTOR, { name: `scim ${unique()}` })).scimToken
+        .id,
+    }),
+  ),
+  'PUT /api/v1/scim-settings': tenantCase(
+    'PUT',
+    '/api/v1/scim-settings',
+    'scim_settings.updated',
+    async () => ({
+      payload: { defaultRole: 'viewer', groupRoles: { Staff: 'member' } },
+    }),
+  ),
 };
+
+/** A new member of A, signed in. */
+async function signedInUser() {
+  const email = `s${unique()}@audit-a.test`;
+  const { id } = await addUser(t, a.tenant.id, email, 'viewer');
+  const { accessToken } = await loginAs(t, email, 'audit-a');
+  const sessionId = (
+    JSON.parse(Buffer.from(accessToken.split('.')[1]!, 'base64url').toString()) as { sid: string }
+  ).sid;
+  return { email, id, token: accessToken, sessionId };
+}
+
+async function withTotp(token: string) {
+  const { secret } = expectStatus(
+    await t.app.inject({ method: 'POST', url: '/api/v1/mfa/totp', headers: bearer(token) }),
+    200,
+  ).json() as { secret: string };
+  const { backupCodes } = expectStatus(
+    await t.app.inject({
+      method: 'POST',
+      url: '/api/v1/mfa/totp/confirm',
+      headers: bearer(token),
+      payload: { code: await generate({ secret }) },
+    }),
+    200,
+  ).json() as { backupCodes: string[] };
+  return { secret, backupCodes };
+}
+
+async function withPasskey(token: string) {
+  const auth = new SoftAuthenticator(t.config.baseUrl);
+  const options = (
+    await t.app.inject({ method: 'POST', url: '/api/v1/passkeys/options', headers: bearer(token) })
+  ).json() as { challenge: string };
+  const passkey = expectStatus(
+    await t.app.inject({
+      method: 'POST',
+      url: '/api/v1/passkeys',
+      headers: bearer(token),
+      payload: { response: auth.register(options) },
+    }),
+    201,
+  ).json() as { id: string };
+  return { auth, id: passkey.id };
+}
+
+/** A user-route case: a new signed-in member of A calls the route. */
+function selfCase(
+  action: string,
+  run: (u: Awaited<ReturnType<typeof signedInUser>>, requestId: string) => Promise<LightMyRequestResponse>,
+  target?: 'user' | 'created',
+) {
+  return async (requestId: string): Promise<Outcome> => {
+    const u = await signedInUser();
+    const response = await run(u, requestId);
+    const targetId =
+      target === 'user' ? u.id : target === 'created' ? (response.json() as { id: string }).id : undefined;
+    return {
+      response,
+      tenantId: a.tenant.id,
+      action,
+      actorType: 'user',
+      actorId: u.id,
+      ...(targetId ? { targetId } : {}),
+    };
+  };
+}
+
+async function newSsoConnection() {
+  return {
+    id: (
+      await createSsoConnection(t.res, a.tenant.id, SYSTEM_ACTOR, {
+        protocol: 'oidc',
+        name: `s${unique()}`,
+        config: { issuer: 'https://idp.example.com', clientId: 'steward' },
+      })
+    ).id,
+  };
+}
 
 /** Routes for a signed-in user only (sessions, platform administration, approvals). */
 const USER_CASES: Record<string, (requestId: string) => Promise<Outcome>> = {
@@ -389,6 +668,40 @@ const USER_CASES: Record<string, (requestId: string) => Promise<Outcome>> = {
     });
     return { response, tenantId: a.tenant.id, action: 'auth.login', actorType: 'user', actorId: ownerId };
   },
+  'POST /api/v1/auth/sso/exchange': async (requestId) => {
+    // A finished single sign-on leaves a one-time code (as the callback would).
+    const code = `ssx_${a.tenant.id.replaceAll('-', '')}_${randomToken(43)}`;
+    await t.db.owner`
+      insert into sso_exchange_codes (tenant_id, code_hash, user_id, connection_id, expires_at)
+      values (${a.tenant.id}, ${sha256(code)}, ${ownerId}, gen_random_uuid(), now() + interval '1 minute')`;
+    const response = await inject(requestId, {
+      method: 'POST',
+      url: '/api/v1/auth/sso/exchange',
+      payload: { code },
+    });
+    return { response, tenantId: a.tenant.id, action: 'auth.login', actorType: 'user', actorId: ownerId };
+  },
+  'POST /api/v1/invitations/accept': async (requestId) => {
+    const email = `accept${unique()}@audit-a.test`;
+    const { invitation, token } = await createInvitation(t.res, a.tenant.id, SYSTEM_ACTOR, {
+      email,
+      role: 'viewer',
+    });
+    const response = await inject(requestId, {
+      method: 'POST',
+      url: '/api/v1/invitations/accept',
+      payload: { token, password: TEST_PASSWORD },
+    });
+    const [user] = await t.db.owner<{ id: string }[]>`select id from users where email = ${email}`;
+    return {
+      response,
+      tenantId: a.tenant.id,
+      action: 'invitation.accepted',
+      actorType: 'user',
+      actorId: user?.id ?? 'none',
+      targetId: invitation.id,
+    };
+  },
   'POST /api/v1/auth/logout': async (requestId) => {
     const session = await loginAs(t, a.ownerEmail, 'audit-a');
     const response = await inject(requestId, {
@@ -417,6 +730,177 @@ const USER_CASES: Record<string, (requestId: string) => Promise<Outcome>> = {
       actorId: user.id,
     };
   },
+  'POST /api/v1/auth/mfa': selfCase('auth.mfa', async (u, requestId) => {
+    const { backupCodes } = await withTotp(u.token);
+    const login = (
+      await t.app.inject({
+        method: 'POST',
+        url: '/api/v1/auth/login',
+        payload: { email: u.email, password: TEST_PASSWORD, tenant: 'audit-a' },
+      })
+    ).json() as { mfaToken: string };
+    return inject(requestId, {
+      method: 'POST',
+      url: '/api/v1/auth/mfa',
+      payload: { mfaToken: login.mfaToken, code: backupCodes[0] },
+    });
+  }),
+  'POST /api/v1/auth/mfa/enrol/totp': async (requestId) => {
+    // Tenant B requires MFA of auditors; a new auditor signs in and enrols.
+    await t.app.inject({
+      method: 'PATCH',
+      url: '/api/v1/tenant',
+      headers: bearer(b.token),
+      payload: { settings: { mfaRequired: ['auditor'] } },
+    });
+    const email = `enrol${unique()}@audit-b.test`;
+    const user = await addUser(t, b.tenant.id, email, 'auditor');
+    const login = (
+      await t.app.inject({
+        method: 'POST',
+        url: '/api/v1/auth/login',
+        payload: { email, password: TEST_PASSWORD, tenant: 'audit-b' },
+      })
+    ).json() as { mfaToken: string };
+    const response = await inject(requestId, {
+      method: 'POST',
+      url: '/api/v1/auth/mfa/enrol/totp',
+      payload: { mfaToken: login.mfaToken },
+    });
+    return {
+      response,
+      tenantId: b.tenant.id,
+      action: 'mfa.totp_enrolment_started',
+      actorType: 'user',
+      actorId: user.id,
+      targetId: user.id,
+    };
+  },
+  'POST /api/v1/auth/passkey/verify': selfCase('auth.login', async (u, requestId) => {
+    const { auth } = await withPasskey(u.token);
+    const options = (
+      await t.app.inject({ method: 'POST', url: '/api/v1/auth/passkey/options', payload: {} })
+    ).json();
+    return inject(requestId, {
+      method: 'POST',
+      url: '/api/v1/auth/passkey/verify',
+      payload: { response: auth.assert(options as { challenge: string }) },
+    });
+  }),
+  'POST /api/v1/mfa/totp': selfCase(
+    'mfa.totp_enrolment_started',
+    (u, requestId) =>
+      inject(requestId, { method: 'POST', url: '/api/v1/mfa/totp', headers: bearer(u.token) }),
+    'user',
+  ),
+  'POST /api/v1/mfa/totp/confirm': selfCase(
+    'mfa.totp_enabled',
+    async (u, requestId) => {
+      const { secret } = (
+        await t.app.inject({ method: 'POST', url: '/api/v1/mfa/totp', headers: bearer(u.token) })
+      ).json() as { secret: string };
+      return inject(requestId, {
+        method: 'POST',
+        url: '/api/v1/mfa/totp/confirm',
+        headers: bearer(u.token),
+        payload: { code: await generate({ secret }) },
+      });
+    },
+    'user',
+  ),
+  'POST /api/v1/mfa/totp/disable': selfCase(
+    'mfa.totp_disabled',
+    async (u, requestId) => {
+      await withTotp(u.token);
+      return inject(requestId, {
+        method: 'POST',
+        url: '/api/v1/mfa/totp/disable',
+        headers: bearer(u.token),
+        payload: { password: TEST_PASSWORD },
+      });
+    },
+    'user',
+  ),
+  'POST /api/v1/mfa/backup-codes': selfCase(
+    'mfa.backup_codes_replaced',
+    async (u, requestId) => {
+      await withTotp(u.token);
+      return inject(requestId, {
+        method: 'POST',
+        url: '/api/v1/mfa/backup-codes',
+        headers: bearer(u.token),
+        payload: { password: TEST_PASSWORD },
+      });
+    },
+    'user',
+  ),
+  'POST /api/v1/passkeys': selfCase(
+    'passkey.registered',
+    async (u, requestId) => {
+      const auth = new SoftAuthenticator(t.config.baseUrl);
+      const options = (
+        await t.app.inject({ method: 'POST', url: '/api/v1/passkeys/options', headers: bearer(u.token) })
+      ).json() as { challenge: string };
+      return inject(requestId, {
+        method: 'POST',
+        url: '/api/v1/passkeys',
+        headers: bearer(u.token),
+        payload: { response: auth.register(options) },
+      });
+    },
+    'created',
+  ),
+  'PATCH /api/v1/passkeys/:id': selfCase('passkey.renamed', async (u, requestId) => {
+    const { id } = await withPasskey(u.token);
+    return inject(requestId, {
+      method: 'PATCH',
+      url: `/api/v1/passkeys/${id}`,
+      headers: bearer(u.token),
+      payload: { name: 'Renamed' },
+    });
+  }),
+  'DELETE /api/v1/passkeys/:id': selfCase('passkey.deleted', async (u, requestId) => {
+    const { id } = await withPasskey(u.token);
+    return inject(requestId, { method: 'DELETE', url: `/api/v1/passkeys/${id}`, headers: bearer(u.token) });
+  }),
+  'DELETE /api/v1/sessions/:id': selfCase('session.revoked', async (u, requestId) => {
+    const other = await loginAs(t, u.email, 'audit-a');
+    const sid = (
+      JSON.parse(Buffer.from(other.accessToken.split('.')[1]!, 'base64url').toString()) as { sid: string }
+    ).sid;
+    return inject(requestId, { method: 'DELETE', url: `/api/v1/sessions/${sid}`, headers: bearer(u.token) });
+  }),
+  'POST /api/v1/me/password': selfCase(
+    'user.password_changed',
+    (u, requestId) =>
+      inject(requestId, {
+        method: 'POST',
+        url: '/api/v1/me/password',
+        headers: bearer(u.token),
+        payload: { currentPassword: TEST_PASSWORD, newPassword: 'another long password' },
+      }),
+    'user',
+  ),
+  'POST /api/v1/tenant/erase': async (requestId) => {
+    const slug = `audit-erase-${unique()}`;
+    const fx = await createTenantFixture(t, slug);
+    // The owner also belongs to tenant B, so the erasure does not anonymise them (their entries keep their IP).
+    const owner = await addUser(t, b.tenant.id, fx.ownerEmail, 'viewer');
+    const response = await inject(requestId, {
+      method: 'POST',
+      url: '/api/v1/tenant/erase',
+      headers: bearer(fx.token),
+      payload: { confirm: slug },
+    });
+    return {
+      response,
+      tenantId: fx.tenant.id,
+      action: 'privacy.tenant_erased',
+      actorType: 'user',
+      actorId: owner.id,
+      targetId: fx.tenant.id,
+    };
+  },
   'POST /api/v1/tenants': async (requestId) => {
     const email = `root${unique()}@platform.test`;
     const admin = await createPlatformAdmin(t.res, SYSTEM_ACTOR, { email, password: TEST_PASSWORD });
@@ -436,6 +920,47 @@ const USER_CASES: Record<string, (requestId: string) => Promise<Outcome>> = {
       actorType: 'user',
       actorId: admin.id,
       targetId: tenantId,
+    };
+  },
+  'POST /api/v1/push/subscriptions': async (requestId) => {
+    const response = await inject(requestId, {
+      method: 'POST',
+      url: '/api/v1/push/subscriptions',
+      headers: bearer(a.token),
+      payload: { endpoint: `https://push.invalid/${unique()}`, keys: { p256dh: 'BPk', auth: 'c2VjcmV0' } },
+    });
+    const id = response.statusCode === 201 ? (response.json() as { id: string }).id : undefined;
+    return {
+      response,
+      tenantId: a.tenant.id,
+      action: 'push.subscribed',
+      actorType: 'user',
+      actorId: ownerId,
+      ...(id ? { targetId: id } : {}),
+    };
+  },
+  'DELETE /api/v1/push/subscriptions': async (requestId) => {
+    const endpoint = `https://push.invalid/${unique()}`;
+    const created = await t.app.inject({
+      method: 'POST',
+      url: '/api/v1/push/subscriptions',
+      headers: bearer(a.token),
+      payload: { endpoint, keys: { p256dh: 'BPk', auth: 'c2VjcmV0' } },
+    });
+    const { id } = created.json() as { id: string };
+    const response = await inject(requestId, {
+      method: 'DELETE',
+      url: '/api/v1/push/subscriptions',
+      headers: bearer(a.token),
+      payload: { endpoint },
+    });
+    return {
+      response,
+      tenantId: a.tenant.id,
+      action: 'push.unsubscribed',
+      actorType: 'user',
+      actorId: ownerId,
+      targetId: id,
     };
   },
 };

@@ -10,10 +10,17 @@ import { SYSTEM_ACTOR } from '@steward/core/resources';
 import { createSchedule } from '@steward/core/watchers/schedule-service';
 import { createWebhook } from '@steward/core/watchers/webhook-service';
 import { createConnection } from '@steward/core/connections/connection-service';
+import { createDestination } from '@steward/core/siem/destination-service';
 import { createMcpServer } from '@steward/core/mcp/mcp-service';
+import { SoftAuthenticator } from '../testing/soft-authenticator.ts';
+import { createSsoConnection } from '@steward/core/sso/sso-connection-service';
+import { createInvitation } from '@steward/core/identity/invitation-service';
+import { createScimToken } from '@steward/core/scim/scim-token-service';
+import { requestExport } from '@steward/core/privacy/export-service';
 import {
   addUser,
   bearer,
+  loginAs,
   createTenantFixture,
   createTestApp,
   expectStatus,
@@ -42,6 +49,15 @@ interface Tenant {
   connectionIds: string[];
   /** An HTTP MCP server with a secret. */
   mcpServerIds: string[];
+  /** The member's session and passkey. */
+  memberSessionId: string;
+  passkeyId: string;
+  /** SSO connections (an OIDC one with a client secret, a SAML one) and a SCIM token. */
+  ssoConnectionIds: string[];
+  scimTokenIds: string[];
+  invitationIds: string[];
+  /** A SIEM destination with a token. */
+  siemDestinationIds: string[];
 }
 
 /** The tenant's work: playbooks, a task waiting for approval and a task whose step is a dead letter. */
@@ -112,7 +128,25 @@ async function seed(slug: string): Promise<Tenant> {
     200,
   ).json().items as { id: string; name: string }[];
   const extra = await createApiKey(t.res, fx.tenant.id, SYSTEM_ACTOR, { name: 'extra', role: 'viewer' });
+  const memberToken = (await loginAs(t, `member@${slug}.test`, slug)).accessToken;
+  const options = expectStatus(
+    await t.app.inject({ method: 'POST', url: '/api/v1/passkeys/options', headers: bearer(memberToken) }),
+    200,
+  ).json();
+  const passkey = expectStatus(
+    await t.app.inject({
+      method: 'POST',
+      url: '/api/v1/passkeys',
+      headers: bearer(memberToken),
+      payload: { response: new SoftAuthenticator(t.config.baseUrl).register(options), name: 'xt key' },
+    }),
+    201,
+  ).json();
   return {
+    memberSessionId: (
+      JSON.parse(Buffer.from(memberToken.split('.')[1]!, 'base64url').toString()) as { sid: string }
+    ).sid,
+    passkeyId: passkey.id,
     fx,
     memberId: member.id,
     customRoleId: custom.id,
@@ -138,6 +172,16 @@ async function seed(slug: string): Promise<Tenant> {
         })
       ).id,
     ],
+    siemDestinationIds: [
+      (
+        await createDestination(t.res, fx.tenant.id, SYSTEM_ACTOR, {
+          name: 'xt-siem',
+          kind: 'https',
+          config: { url: 'https://siem.example.com/ingest' },
+          secret: `xt-siem-token-${slug}`,
+        })
+      ).id,
+    ],
     mcpServerIds: [
       (
         await createMcpServer(t.res, fx.tenant.id, SYSTEM_ACTOR, {
@@ -148,6 +192,34 @@ async function seed(slug: string): Promise<Tenant> {
           allowedTools: ['lookup'],
         })
       ).id,
+    ],
+    ssoConnectionIds: [
+      (
+        await createSsoConnection(t.res, fx.tenant.id, SYSTEM_ACTOR, {
+          protocol: 'oidc',
+          name: 'xt oidc',
+          config: { issuer: 'https://idp.example.com', clientId: `xt-client-${slug}` },
+          clientSecret: `xt-sso-secret-${slug}`,
+        })
+      ).id,
+      (
+        await createSsoConnection(t.res, fx.tenant.id, SYSTEM_ACTOR, {
+          protocol: 'saml',
+          name: 'xt saml',
+          config: { entryPoint: 'https://idp.example.com/saml', idpCert: 'MIIB' + 'A'.repeat(200) },
+        })
+      ).id,
+    ],
+    invitationIds: [
+      (
+        await createInvitation(t.res, fx.tenant.id, SYSTEM_ACTOR, {
+          email: `invited@${slug}.test`,
+          role: 'viewer',
+        })
+      ).invitation.id,
+    ],
+    scimTokenIds: [
+      (await createScimToken(t.res, fx.tenant.id, SYSTEM_ACTOR, { name: 'xt scim' })).scimToken.id,
     ],
     watch: {
       webhookId: (await createWebhook(t.res, fx.tenant.id, SYSTEM_ACTOR, { name: 'xt hook' })).id,
@@ -208,6 +280,7 @@ const CASES: Record<string, IdCase> = {
   },
   'DELETE /api/v1/roles/:id': { targets: () => [B.customRoleId, B.viewerRoleId] },
   'DELETE /api/v1/api-keys/:id': { targets: () => [B.extraKeyId, B.fx.apiKeyId] },
+  'DELETE /api/v1/invitations/:id': { targets: () => B.invitationIds },
   'GET /api/v1/tasks/:id': { targets: () => [B.loop.waitingTaskId, B.loop.failedTaskId] },
   'POST /api/v1/tasks/:id/cancel': { targets: () => [B.loop.waitingTaskId, B.loop.failedTaskId] },
   'GET /api/v1/approvals/:id': { targets: () => [B.loop.approvalId] },
@@ -225,6 +298,10 @@ const CASES: Record<string, IdCase> = {
   'DELETE /api/v1/playbooks/:id': { targets: () => B.loop.playbookIds },
   'POST /api/v1/dead-letters/:id/retry': { targets: () => [B.loop.deadStepId] },
   'DELETE /api/v1/webhooks/:id': { targets: () => [B.watch.webhookId] },
+  'POST /api/v1/webhooks/:id/rotate-secret': {
+    targets: () => [B.watch.webhookId],
+    payload: { graceSeconds: 0 },
+  },
   'PATCH /api/v1/schedules/:id': {
     targets: () => [B.watch.scheduleId],
     payload: { name: 'taken over', enabled: false },
@@ -243,6 +320,62 @@ const CASES: Record<string, IdCase> = {
     payload: { allowedTools: ['lookup', 'pay'], secret: { authorization: 'attacker' }, enabled: true },
   },
   'DELETE /api/v1/mcp-servers/:id': { targets: () => B.mcpServerIds },
+  'DELETE /api/v1/users/:id/mfa': { targets: () => [B.memberId, bOwnerId] },
+  'GET /api/v1/users/:id/sessions': { targets: () => [B.memberId, bOwnerId] },
+  'DELETE /api/v1/users/:id/sessions': { targets: () => [B.memberId, bOwnerId] },
+  'DELETE /api/v1/users/:id/sessions/:sessionId': {
+    targets: () => [B.memberId, bOwnerId],
+    url: (id) => `/api/v1/users/${id}/sessions/${B.memberSessionId}`,
+  },
+  // Passkeys and one's own sessions belong to the user: API keys are refused before any lookup.
+  'PATCH /api/v1/passkeys/:id': {
+    targets: () => [B.passkeyId],
+    payload: { name: 'taken over' },
+    apiKeyStatus: 403,
+  },
+  'DELETE /api/v1/passkeys/:id': { targets: () => [B.passkeyId], apiKeyStatus: 403 },
+  'DELETE /api/v1/sessions/:id': { targets: () => [B.memberSessionId], apiKeyStatus: 403 },
+  'GET /api/v1/sso-connections/:id': { targets: () => B.ssoConnectionIds },
+  'PATCH /api/v1/sso-connections/:id': {
+    targets: () => B.ssoConnectionIds,
+    payload: { name: 'taken over', enabled: false, clientSecret: 'attacker-secret', defaultRole: 'viewer' },
+  },
+  'DELETE /api/v1/sso-connections/:id': { targets: () => B.ssoConnectionIds },
+  'DELETE /api/v1/scim-tokens/:id': { targets: () => B.scimTokenIds },
+  // The public sign-in flow, under A's slug with B's connections: like a connection that does not exist.
+  'GET /api/v1/sso/:tenantSlug/:connectionId/start': {
+    targets: () => B.ssoConnectionIds,
+    url: (id) => `/api/v1/sso/xt-alpha/${id}/start`,
+  },
+  'GET /api/v1/sso/:tenantSlug/:connectionId/metadata': {
+    targets: () => B.ssoConnectionIds,
+    url: (id) => `/api/v1/sso/xt-alpha/${id}/metadata`,
+  },
+  'GET /api/v1/sso/:tenantSlug/:connectionId/callback': {
+    targets: () => B.ssoConnectionIds,
+    url: (id) => `/api/v1/sso/xt-alpha/${id}/callback?state=x&code=y`,
+  },
+  'POST /api/v1/sso/:tenantSlug/:connectionId/callback': {
+    targets: () => B.ssoConnectionIds,
+    url: (id) => `/api/v1/sso/xt-alpha/${id}/callback`,
+    payload: { RelayState: 'x', SAMLResponse: 'y' },
+  },
+  'GET /api/v1/exports/:id': { targets: () => [bExportId] },
+  'GET /api/v1/exports/:id/download': { targets: () => [bExportId] },
+  'POST /api/v1/users/:id/erase': { targets: () => [B.memberId, bOwnerId] },
+  'GET /api/v1/users/:id/consents': { targets: () => [B.memberId, bOwnerId] },
+  'POST /api/v1/users/:id/consents': {
+    targets: () => [B.memberId, bOwnerId],
+    payload: { purpose: 'marketing', granted: false, source: 'taken over' },
+  },
+  'GET /api/v1/siem/destinations/:id': { targets: () => B.siemDestinationIds },
+  'PATCH /api/v1/siem/destinations/:id': {
+    targets: () => B.siemDestinationIds,
+    payload: { config: { url: 'https://attacker.example/' }, secret: 'attacker-token', enabled: false },
+  },
+  'DELETE /api/v1/siem/destinations/:id': { targets: () => B.siemDestinationIds },
+  // A report always reads the caller's own tenant; its parameter is a kind, and an unknown one is 404.
+  'GET /api/v1/reports/:kind': { targets: () => [], url: (id) => `/api/v1/reports/${id}?format=csv` },
 };
 
 /** Tenant B's owner (its user id, from B's /me). */
@@ -279,10 +412,23 @@ async function snapshotB() {
     connectionRows: await t.db.owner`
       select id, name, config, is_default, secret_ciphertext, secret_nonce, updated_at from connections
       where tenant_id = ${B.fx.tenant.id} order by id`,
+    siem: await get('/api/v1/siem/destinations?limit=200'),
+    siemRows: await t.db.owner`
+      select id, name, config, enabled, secret_ciphertext, secret_nonce, updated_at from siem_destinations
+      where tenant_id = ${B.fx.tenant.id} order by id`,
     mcpServers: await get('/api/v1/mcp-servers'),
+    ssoConnections: await get('/api/v1/sso-connections?limit=200'),
+    ssoRows: await t.db.owner`
+      select id, name, enabled, config, default_role, secret_ciphertext, secret_nonce, updated_at from sso_connections
+      where tenant_id = ${B.fx.tenant.id} order by id`,
+    scimTokens: await get('/api/v1/scim-tokens?limit=200'),
     mcpRows: await t.db.owner`
       select id, name, url, allowed_tools, enabled, secret_ciphertext, secret_nonce, catalog, updated_at from mcp_servers
       where tenant_id = ${B.fx.tenant.id} order by id`,
+    securityRows: await t.db.owner`
+      select s.id, s.revoked_at, p.id as passkey, p.name from sessions s
+      left join passkeys p on p.user_id = s.user_id
+      where s.user_id in (select user_id from memberships where tenant_id = ${B.fx.tenant.id}) order by s.id, p.id`,
     jobs: await t.db.owner`
       select t.identifier, j.key, j.payload, j.run_at, j.attempts
       from graphile_worker._private_jobs j join graphile_worker._private_tasks t on t.id = j.task_id
@@ -456,6 +602,10 @@ describe('list endpoints', () => {
         ...B.loop.playbookIds,
         ...B.loop.eventIds,
         'nobody@xt-bravo.invalid',
+        'xt-sso-secret-xt-bravo',
+        'xt-client-xt-bravo',
+        ...B.ssoConnectionIds,
+        ...B.scimTokenIds,
       ];
     };
     const forbidden = await bSecrets();
@@ -559,4 +709,10 @@ describe('names that exist only in B', () => {
       toNothing.json().error.message.replace('xt-nothing', 'X'),
     );
   });
+});
+
+// Privacy (GDPR): an export of tenant B, for the export routes above.
+let bExportId = '';
+beforeAll(async () => {
+  bExportId = (await requestExport(t.res, B.fx.tenant.id, SYSTEM_ACTOR, { scope: 'tenant' })).id;
 });

@@ -1,6 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LightMyRequestResponse } from 'fastify';
+import { Guard } from '@steward/core/guard/guard';
+import { setIpAllowList } from '@steward/core/guard/guard-settings-service';
+import { createTestPki } from '@steward/core/guard/testing/test-certificates';
+import { SYSTEM_ACTOR } from '@steward/core/resources';
 import {
   bearer,
   createTenantFixture,
@@ -25,6 +29,8 @@ let a: TenantFixture;
 const canaries = new Map<string, string>();
 const requestIds: string[] = [];
 const errorBodies: string[] = [];
+/** Answers that must not carry any secret (everything but the answers that issue one). */
+const otherBodies: string[] = [];
 let n = 0;
 
 function remember(label: string, value: string, ...parts: string[]) {
@@ -226,6 +232,137 @@ describe('secrets through the API', () => {
     expectStatus(await send({ url: '/api/v1/me', headers: bearer(second.accessToken) }), 401);
     expect(canaries.size).toBeGreaterThanOrEqual(20);
     expect(errorBodies.length).toBeGreaterThanOrEqual(15);
+  });
+
+  it('are exercised through connections, MCP servers, rate limits and the IP allow-list', async () => {
+    const owner = bearer(a.token);
+    const connectionSecret = `Bearer canary-connection-${hex()}`;
+    const rotatedSecret = `canary-rotated-${hex()}`;
+    const mcpSecret = `Bearer canary-mcp-${hex()}`;
+    const pki = await createTestPki();
+    remember('connection secret', connectionSecret, connectionSecret.slice(7));
+    remember('rotated connection secret', rotatedSecret);
+    remember('MCP secret', mcpSecret, mcpSecret.slice(7));
+    remember('mTLS client key', pki.client.key, pki.client.key.split('\n')[1]!);
+    const keep = (r: LightMyRequestResponse) => {
+      otherBodies.push(r.body);
+      return r;
+    };
+    const conn = keep(
+      expectStatus(
+        await send({
+          method: 'POST',
+          url: '/api/v1/connections',
+          headers: owner,
+          payload: {
+            kind: 'http',
+            name: 'canary-api',
+            config: { baseUrl: 'https://api.example.com/', clientCertificate: pki.client.cert },
+            secret: connectionSecret,
+            clientKey: pki.client.key,
+          },
+        }),
+        201,
+      ),
+    ).json();
+    keep(expectStatus(await send({ url: `/api/v1/connections/${conn.id}`, headers: owner }), 200));
+    keep(expectStatus(await send({ url: '/api/v1/connections', headers: owner }), 200));
+    keep(
+      expectStatus(
+        await send({
+          method: 'PATCH',
+          url: `/api/v1/connections/${conn.id}`,
+          headers: owner,
+          payload: { secret: rotatedSecret, clientKey: pki.client.key },
+        }),
+        200,
+      ),
+    );
+    // Refused writes that carry the secrets.
+    const other = await createTestPki();
+    remember('mismatched client key', other.client.key, other.client.key.split('\n')[1]!);
+    for (const payload of [
+      { kind: 'http', name: 'bad', config: { baseUrl: 'ftp://x' }, secret: connectionSecret },
+      {
+        kind: 'http',
+        name: 'bad',
+        config: { baseUrl: 'https://x.example/', clientCertificate: pki.client.cert },
+        clientKey: other.client.key,
+      },
+      { kind: 'http', name: 'bad', config: { baseUrl: 'https://x.example/' }, clientKey: 'not a key' },
+    ]) {
+      keep(
+        expectStatus(
+          await send({ method: 'POST', url: '/api/v1/connections', headers: owner, payload }),
+          400,
+        ),
+      );
+    }
+    const mcp = keep(
+      expectStatus(
+        await send({
+          method: 'POST',
+          url: '/api/v1/mcp-servers',
+          headers: owner,
+          payload: {
+            name: 'canary-mcp',
+            transport: 'http',
+            url: 'https://mcp.example.com/mcp',
+            secret: { authorization: mcpSecret },
+          },
+        }),
+        201,
+      ),
+    ).json();
+    keep(expectStatus(await send({ url: `/api/v1/mcp-servers/${mcp.id}`, headers: owner }), 200));
+
+    // Sign-ins refused by the brute-force limit, with the canary password.
+    const guard = t.res.guard;
+    t.res.guard = new Guard(t.res.db, { limits: { loginFailuresPerAccount: 2 } });
+    try {
+      const statuses: number[] = [];
+      for (let i = 0; i < 4; i++) {
+        const r = keep(
+          await send({
+            method: 'POST',
+            url: '/api/v1/auth/login',
+            payload: { email: 'canary@redact-a.test', password: CANARY_WRONG_PASSWORD },
+          }),
+        );
+        statuses.push(r.statusCode);
+      }
+      expect(statuses).toEqual([401, 401, 429, 429]);
+    } finally {
+      t.res.guard = guard;
+    }
+
+    // An API key and a session refused by the IP allow-list.
+    keep(
+      expectStatus(
+        await send({
+          method: 'PUT',
+          url: '/api/v1/tenant/ip-allow-list',
+          headers: owner,
+          payload: { entries: ['10.0.0.0/8'], force: true },
+        }),
+        200,
+      ),
+    );
+    for (const credential of [a.apiKey, a.token]) {
+      const r = keep(await send({ url: '/api/v1/users', headers: bearer(credential) }));
+      expect(r.statusCode).toBe(403);
+      expect(r.json().error.code).toBe('IP_NOT_ALLOWED');
+    }
+    await setIpAllowList(t.res, a.tenant.id, SYSTEM_ACTOR, { entries: [] });
+    expect(otherBodies.length).toBeGreaterThanOrEqual(15);
+  });
+
+  it('never appear in answers that do not issue them', () => {
+    for (const body of otherBodies) {
+      for (const [value, label] of canaries) {
+        expect(body.includes(value), `the ${label} is in ${body.slice(0, 200)}`).toBe(false);
+      }
+    }
   });
 
   it('never reach the logs, which do hold every request', () => {

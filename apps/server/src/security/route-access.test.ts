@@ -68,12 +68,34 @@ describe('the route table', () => {
     expect(undeclaredApiRoutes(t.app.routeTable)).toEqual([]);
   });
 
-  it('has only the login and refresh routes public under /api', () => {
+  it('has only the sign-in routes (password, MFA step, passkey, single sign-on) and refresh public under /api', () => {
     const publicRoutes = t.app.routeTable
       .filter((r) => r.url.startsWith('/api/') && r.access === 'public')
       .map((r) => `${r.method} ${r.url}`)
       .sort();
-    expect(publicRoutes).toEqual(['POST /api/v1/auth/login', 'POST /api/v1/auth/refresh']);
+    expect(publicRoutes).toEqual([
+      // Single sign-on: the flow authenticates with the identity provider's answer, then a one-time code.
+      // The live stream authenticates with a single-use ticket in its query (EventSource sends no headers).
+      'GET /api/v1/events/stream',
+      'GET /api/v1/sso/:tenantSlug/:connectionId/callback',
+      'GET /api/v1/sso/:tenantSlug/:connectionId/metadata',
+      'GET /api/v1/sso/:tenantSlug/:connectionId/start',
+      'HEAD /api/v1/events/stream',
+      'HEAD /api/v1/sso/:tenantSlug/:connectionId/callback',
+      'HEAD /api/v1/sso/:tenantSlug/:connectionId/metadata',
+      'HEAD /api/v1/sso/:tenantSlug/:connectionId/start',
+      'POST /api/v1/auth/login',
+      'POST /api/v1/auth/mfa',
+      'POST /api/v1/auth/mfa/enrol/totp',
+      'POST /api/v1/auth/mfa/webauthn/options',
+      'POST /api/v1/auth/passkey/options',
+      'POST /api/v1/auth/passkey/verify',
+      'POST /api/v1/auth/refresh',
+      'POST /api/v1/auth/sso/exchange',
+      // An invitation's token is its credential (a signed-in session is used when sent).
+      'POST /api/v1/invitations/accept',
+      'POST /api/v1/sso/:tenantSlug/:connectionId/callback',
+    ]);
   });
 
   it('declares no access outside /api, where nothing is checked (so nothing there may need it)', () => {
@@ -209,6 +231,32 @@ describe('a route that forgets to declare its access', () => {
       expect(expectErrorShape(r).code).toBe('INTERNAL');
     } finally {
       await app.close();
+    }
+  });
+});
+
+describe('SCIM routes (public to Fastify, guarded by their own SCIM token)', () => {
+  it('answer 401 in the SCIM error format without a SCIM token, to users and to API keys alike', async () => {
+    const scim = t.app.routeTable.filter((r) => r.url.startsWith('/scim/v2/'));
+    expect(scim.length).toBeGreaterThanOrEqual(11);
+    for (const route of scim) {
+      expect(route.access, `${route.method} ${route.url}`).toBe('public');
+      for (const headers of [
+        {},
+        bearer(a.token),
+        bearer(a.apiKey),
+        bearer('scim_AAAAAAAAAAAA_' + 'B'.repeat(40)),
+      ]) {
+        const r = await t.app.inject({
+          method: route.method as 'GET',
+          url: concrete(route.url),
+          headers,
+          ...(['POST', 'PATCH', 'PUT'].includes(route.method) ? { payload: {} } : {}),
+        });
+        expect(r.statusCode, `${route.method} ${route.url}`).toBe(401);
+        if (route.method !== 'HEAD')
+          expect(r.json().schemas).toEqual(['urn:ietf:params:scim:api:messages:2.0:Error']);
+      }
     }
   });
 });

@@ -1,4 +1,5 @@
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { invoiceServer, type RecordedMcpCall } from './mcp-invoice-server.mjs';
@@ -14,7 +15,9 @@ export interface HttpMcpServer {
 }
 
 /** The invoice MCP server over streamable HTTP on 127.0.0.1 (stateless: a fresh server per request). */
-export async function startHttpMcp(): Promise<HttpMcpServer> {
+export async function startHttpMcp(
+  opts: { tls?: { cert: string; key: string; ca: string } } = {},
+): Promise<HttpMcpServer> {
   const mcp: HttpMcpServer = {
     url: '',
     calls: [],
@@ -22,7 +25,7 @@ export async function startHttpMcp(): Promise<HttpMcpServer> {
     lookupText: undefined,
     close: async () => {},
   };
-  const http: Server = createServer((req, res) => {
+  const handler: Parameters<typeof createServer>[1] = (req, res) => {
     mcp.headers.push(req.headers);
     const server = invoiceServer(
       (c) => mcp.calls.push(c),
@@ -42,10 +45,14 @@ export async function startHttpMcp(): Promise<HttpMcpServer> {
       .catch(() => {
         if (!res.headersSent) res.writeHead(500).end();
       });
-  });
+  };
+  // With tls: HTTPS that requires a client certificate from opts.tls.ca (mutual TLS).
+  const http: Server = opts.tls
+    ? createTlsServer({ ...opts.tls, requestCert: true, rejectUnauthorized: true }, handler)
+    : createServer(handler);
   await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
   const { port } = http.address() as AddressInfo;
-  mcp.url = `http://127.0.0.1:${port}/mcp`;
+  mcp.url = `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}/mcp`;
   mcp.close = () =>
     new Promise<void>((resolve) => {
       http.closeAllConnections();

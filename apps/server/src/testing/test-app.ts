@@ -56,6 +56,7 @@ export async function createTestApp(
   const app = await buildApp(runtime.res, {
     logger,
     bodyLimit: config.bodyLimit,
+    trustProxy: config.trustProxy,
     expectedSchemaVersion: Math.max(...migrations.map((m) => m.version)),
   });
   await app.ready();

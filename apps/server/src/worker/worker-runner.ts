@@ -3,7 +3,9 @@ import type { JobPayloads } from '@steward/core/executor/job-queue';
 import { reapStep, runStep } from '@steward/core/executor/run-step';
 import { planTask } from '@steward/core/planner/plan-task';
 import { runWeeklyBriefing } from '@steward/core/vault/briefing';
-import type { Resources } from '@steward/core/resources';
+import { runExport } from '@steward/core/privacy/export-service';
+import { purgeAllTenants } from '@steward/core/privacy/retention-service';
+import { SYSTEM_ACTOR, type Resources } from '@steward/core/resources';
 import { isUuid } from '@steward/db/database';
 import { EventEmitter } from 'node:events';
 import { Logger, run, type Runner, type Task, type WorkerEvents } from 'graphile-worker';
@@ -62,12 +64,18 @@ export async function startWorker(res: Resources, opts: WorkerOptions): Promise<
     pollInterval: opts.pollIntervalMs ?? 1000,
     noHandleSignals: true,
     logger,
+    // The retention purge: daily, once per installation (graphile-worker's cron dedupes across workers).
+    crontab: '30 3 * * * retention-purge',
     taskList: {
       'plan-task': handler<'plan-task'>((p) => planTask(res, p.tenantId, p.taskId)),
       'run-step': handler<'run-step'>((p) => runStep(res, p.tenantId, p.stepId)),
       'reap-step': handler<'reap-step'>((p) => reapStep(res, p.tenantId, p.stepId)),
       'expire-approval': handler<'expire-approval'>((p) => expireApproval(res, p.tenantId, p.approvalId)),
       'weekly-briefing': handler<'weekly-briefing'>((p) => runWeeklyBriefing(res, p.tenantId)),
+      'privacy-export': handler<'privacy-export'>((p) => runExport(res, p.tenantId, p.exportId)),
+      'retention-purge': async () => {
+        await purgeAllTenants(res, { ...SYSTEM_ACTOR, label: 'retention purge' });
+      },
     },
   });
   const listener = postgres(opts.appUrl, {

@@ -205,7 +205,7 @@ describe('tampering with the owner’s rights is detected and the first broken e
           : type === 'jsonb'
             ? `${name} || '{"tampered": true}'`
             : type === 'timestamp with time zone'
-              ? `${name} + interval '1 second'`
+              ? `coalesce(${name}, now()) + interval '1 second'`
               : undefined;
       if (!change)
         throw new Error(`audit-chain.test.ts: add a way to tamper with audit_log.${name} (${type})`);

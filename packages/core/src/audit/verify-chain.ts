@@ -2,6 +2,7 @@ import type { Tx } from '@steward/db/database';
 import { chainKey, entryHash, GENESIS_HASH, toEntry, type AuditRow } from './audit-log.ts';
 import type { Checkpoint } from './checkpoint-store.ts';
 import type { MasterKey } from '../crypto/master-key.ts';
+import { redactionMac } from '../privacy/audit-redaction.ts';
 
 export interface VerifyResult {
   ok: boolean;
@@ -42,14 +43,17 @@ export async function verifyChain(
   });
 
   for (;;) {
-    const rows = await tx<AuditRow[]>`
+    const rows = await tx<(AuditRow & { redacted_at: Date | null; redaction_mac: string | null })[]>`
       select * from audit_log where tenant_id = ${tenantId} and seq >= ${expectedSeq}
       order by seq limit ${BATCH}`;
     for (const row of rows) {
       const e = toEntry(row);
       if (e.seq !== expectedSeq) return broken(expectedSeq, `entry ${expectedSeq} is missing`);
       if (e.prevHash !== prevHash) return broken(e.seq, `entry ${e.seq} does not follow entry ${e.seq - 1}`);
-      if (entryHash(key, e) !== e.hash) return broken(e.seq, `entry ${e.seq} was altered`);
+      // A redacted entry (privacy erasure) is checked against its redaction MAC instead.
+      const redacted = row.redacted_at !== null || row.redaction_mac !== null;
+      if (redacted ? redactionMac(master, e) !== row.redaction_mac : entryHash(key, e) !== e.hash)
+        return broken(e.seq, `entry ${e.seq} was altered`);
       if (checkpoint && e.seq === checkpoint.seq) hashAt.set(e.seq, e.hash);
       prevHash = e.hash;
       expectedSeq++;

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createPrivateKey, randomUUID, X509Certificate } from 'node:crypto';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { Tx } from '@steward/db/database';
@@ -71,6 +71,21 @@ export const HttpConfig = Type.Object(
       }),
     ),
     allowPrivateNetwork: Type.Optional(AllowPrivate),
+    clientCertificate: Type.Optional(
+      Type.String({
+        maxLength: 16_384,
+        pattern: '^\\s*-----BEGIN CERTIFICATE-----',
+        description:
+          'mutual TLS: the client certificate (PEM, chain allowed); its key is the clientKey secret',
+      }),
+    ),
+    caCertificate: Type.Optional(
+      Type.String({
+        maxLength: 65_536,
+        pattern: '^\\s*-----BEGIN CERTIFICATE-----',
+        description: 'CA certificate(s) (PEM) trusted for this server instead of the public roots',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -121,9 +136,39 @@ export function configProblems(kind: ConnectionKind, config: Record<string, unkn
     }
     if (url.username || url.password) return ['body/config/baseUrl must not hold a user name or password'];
     if (url.search || url.hash) return ['body/config/baseUrl must not have a query or fragment'];
+    for (const field of ['clientCertificate', 'caCertificate'] as const) {
+      const pem = config[field];
+      if (typeof pem !== 'string') continue;
+      try {
+        new X509Certificate(pem);
+      } catch {
+        return [`body/config/${field} is not a readable PEM certificate`];
+      }
+    }
   }
   return [];
 }
+
+/** Problems with a mutual-TLS client key (never quoting it). */
+export function clientKeyProblem(key: string, certificate: unknown): string | undefined {
+  let parsed;
+  try {
+    parsed = createPrivateKey(key);
+  } catch {
+    return 'body/clientKey is not a readable unencrypted PEM private key';
+  }
+  if (typeof certificate !== 'string') return 'body/clientKey needs config.clientCertificate';
+  try {
+    if (!new X509Certificate(certificate).checkPrivateKey(parsed))
+      return 'body/clientKey does not match config.clientCertificate';
+  } catch {
+    return 'body/clientKey does not match config.clientCertificate';
+  }
+  return undefined;
+}
+
+/** The credential id of a connection's mutual-TLS key (its own additional data). */
+const clientKeyId = (id: string) => `${id}:client-key`;
 
 export interface ConnectionView {
   id: string;
@@ -132,6 +177,8 @@ export interface ConnectionView {
   config: Record<string, unknown>;
   isDefault: boolean;
   hasSecret: boolean;
+  /** A mutual-TLS client key is stored (never returned). */
+  hasClientKey: boolean;
   createdAt: string;
   updatedAt: string;
 }
@@ -143,13 +190,15 @@ interface Row {
   config: Record<string, unknown>;
   is_default: boolean;
   has_secret: boolean;
+  has_client_key: boolean;
   created_at: Date;
   updated_at: Date;
 }
 
 /** Columns for views: never the secret columns themselves. */
 const viewColumns = (tx: Tx) =>
-  tx`id, kind, name, config, is_default, (secret_ciphertext is not null) as has_secret, created_at, updated_at`;
+  tx`id, kind, name, config, is_default, (secret_ciphertext is not null) as has_secret,
+      (client_key_ciphertext is not null) as has_client_key, created_at, updated_at`;
 
 const toView = (r: Row): ConnectionView => ({
   id: r.id,
@@ -158,6 +207,7 @@ const toView = (r: Row): ConnectionView => ({
   config: r.config,
   isDefault: r.is_default,
   hasSecret: r.has_secret,
+  hasClientKey: r.has_client_key,
   createdAt: r.created_at.toISOString(),
   updatedAt: r.updated_at.toISOString(),
 });
@@ -207,6 +257,8 @@ export interface ConnectionInput {
   name: string;
   config: Record<string, unknown>;
   secret?: string | undefined;
+  /** Mutual TLS (http): the client's private key (PEM), write-only like the secret. */
+  clientKey?: string | undefined;
   isDefault?: boolean | undefined;
 }
 
@@ -216,6 +268,8 @@ export interface ConnectionPatch {
   config?: Record<string, unknown> | undefined;
   /** A new secret, or null to remove it. */
   secret?: string | null | undefined;
+  /** A new mutual-TLS client key, or null to remove it. */
+  clientKey?: string | null | undefined;
   isDefault?: boolean | undefined;
 }
 
@@ -241,16 +295,29 @@ export async function createConnection(
 ): Promise<ConnectionView> {
   const problems = configProblems(input.kind, input.config);
   if (problems.length) throw invalid(problems.join('; '));
+  if (input.clientKey !== undefined) {
+    const problem =
+      input.kind === 'http'
+        ? clientKeyProblem(input.clientKey, input.config.clientCertificate)
+        : 'body/clientKey is for http connections';
+    if (problem) throw invalid(problem);
+  }
   const id = randomUUID();
   const vault = vaultFor(res.master);
   return res.db
     .withTenant(tenantId, async (tx) => {
       const sealed = input.secret === undefined ? null : await vault.encrypt(tx, tenantId, id, input.secret);
+      const sealedKey =
+        input.clientKey === undefined
+          ? null
+          : await vault.encrypt(tx, tenantId, clientKeyId(id), input.clientKey);
       if (input.isDefault) await clearDefault(tx, tenantId, input.kind, id);
       const [row] = await tx<Row[]>`
-        insert into connections (tenant_id, id, kind, name, config, is_default, secret_ciphertext, secret_nonce)
+        insert into connections (tenant_id, id, kind, name, config, is_default, secret_ciphertext, secret_nonce,
+                                 client_key_ciphertext, client_key_nonce)
         values (${tenantId}, ${id}, ${input.kind}, ${input.name}, ${tx.json(input.config as never)},
-                ${input.isDefault ?? false}, ${sealed?.ciphertext ?? null}, ${sealed?.nonce ?? null})
+                ${input.isDefault ?? false}, ${sealed?.ciphertext ?? null}, ${sealed?.nonce ?? null},
+                ${sealedKey?.ciphertext ?? null}, ${sealedKey?.nonce ?? null})
         returning ${viewColumns(tx)}`;
       await res.audit.append(tx, tenantId, {
         ...auditActor(actor),
@@ -262,6 +329,7 @@ export async function createConnection(
           name: input.name,
           configFields: Object.keys(input.config).sort(),
           secret: sealed ? 'set' : 'none',
+          clientKey: sealedKey ? 'set' : 'none',
           isDefault: input.isDefault ?? false,
         },
       });
@@ -302,11 +370,26 @@ export async function updateConnection(
         secretSql = tx`, secret_ciphertext = null, secret_nonce = null`;
         secretChange = 'removed';
       }
+      let clientKeyChange: 'set' | 'removed' | 'unchanged' = 'unchanged';
+      let clientKeySql = tx``;
+      if (typeof patch.clientKey === 'string') {
+        const problem =
+          current.kind === 'http'
+            ? clientKeyProblem(patch.clientKey, config.clientCertificate)
+            : 'body/clientKey is for http connections';
+        if (problem) throw invalid(problem);
+        const sealed = await vault.encrypt(tx, tenantId, clientKeyId(id), patch.clientKey);
+        clientKeySql = tx`, client_key_ciphertext = ${sealed.ciphertext}, client_key_nonce = ${sealed.nonce}`;
+        clientKeyChange = 'set';
+      } else if (patch.clientKey === null) {
+        clientKeySql = tx`, client_key_ciphertext = null, client_key_nonce = null`;
+        clientKeyChange = 'removed';
+      }
       const isDefault = patch.isDefault ?? current.is_default;
       if (patch.isDefault) await clearDefault(tx, tenantId, current.kind, id);
       const [row] = await tx<Row[]>`
         update connections set name = ${name}, config = ${tx.json(config as never)}, is_default = ${isDefault},
-          updated_at = now() ${secretSql}
+          updated_at = now() ${secretSql} ${clientKeySql}
         where tenant_id = ${tenantId} and id = ${id}
         returning ${viewColumns(tx)}`;
       await res.audit.append(tx, tenantId, {
@@ -318,10 +401,13 @@ export async function updateConnection(
           kind: current.kind,
           name,
           fields: Object.keys(patch)
-            .filter((k) => k !== 'secret' && patch[k as keyof ConnectionPatch] !== undefined)
+            .filter(
+              (k) => k !== 'secret' && k !== 'clientKey' && patch[k as keyof ConnectionPatch] !== undefined,
+            )
             .sort(),
           configFields: Object.keys(patch.config ?? {}).sort(),
           secret: secretChange,
+          clientKey: clientKeyChange,
         },
       });
       return toView(row!);
@@ -355,6 +441,8 @@ export interface ResolvedConnection<C> {
   name: string;
   config: C;
   secret: string | undefined;
+  /** Mutual TLS: the client's private key (PEM), when one is stored. */
+  clientKey?: string | undefined;
 }
 
 /** Why a tool could not get its connection (the message is safe to store and show). */
@@ -376,8 +464,16 @@ export async function resolveConnection<K extends ConnectionKind>(
   kind: K,
   name?: string,
 ): Promise<ResolvedConnection<K extends 'smtp' ? SmtpConfig : HttpConfig>> {
-  const rows = await tx<(Row & { secret_ciphertext: Buffer | null; secret_nonce: Buffer | null })[]>`
-    select id, kind, name, config, is_default, secret_ciphertext, secret_nonce from connections
+  const rows = await tx<
+    (Row & {
+      secret_ciphertext: Buffer | null;
+      secret_nonce: Buffer | null;
+      client_key_ciphertext: Buffer | null;
+      client_key_nonce: Buffer | null;
+    })[]
+  >`
+    select id, kind, name, config, is_default, secret_ciphertext, secret_nonce, client_key_ciphertext,
+           client_key_nonce from connections
     where tenant_id = ${tenantId} and kind = ${kind} ${name === undefined ? tx`` : tx`and name = ${name}`}
     order by is_default desc, created_at limit 2`;
   const first = rows[0];
@@ -398,10 +494,18 @@ export async function resolveConnection<K extends ConnectionKind>(
           nonce: first.secret_nonce,
         })
       : undefined;
+  const clientKey =
+    first.client_key_ciphertext && first.client_key_nonce
+      ? await vault.decrypt(tx, tenantId, clientKeyId(first.id), {
+          ciphertext: first.client_key_ciphertext,
+          nonce: first.client_key_nonce,
+        })
+      : undefined;
   return {
     id: first.id,
     name: first.name,
     config: first.config as K extends 'smtp' ? SmtpConfig : HttpConfig,
     secret,
+    clientKey,
   };
 }

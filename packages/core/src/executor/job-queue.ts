@@ -7,6 +7,7 @@ export interface JobPayloads {
   'reap-step': { tenantId: string; stepId: string };
   'expire-approval': { tenantId: string; approvalId: string };
   'weekly-briefing': { tenantId: string };
+  'privacy-export': { tenantId: string; exportId: string };
 }
 
 export type JobName = keyof JobPayloads;

@@ -48,6 +48,10 @@ async function claim(res: Resources, tenantId: string, stepId: string): Promise<
     const expiredLease =
       step.status === 'running' && step.lease_expires_at !== null && step.lease_expires_at <= new Date();
     if (step.status !== 'ready' && !expiredLease) return { kind: 'skip' };
+    if (expiredLease && !step.retryable) {
+      await workerLost(res, tx, step);
+      return { kind: 'skip' };
+    }
     if (task.cancel_requested || task.status === 'cancelled') {
       await tx`update steps set status = 'cancelled', updated_at = now() where tenant_id = ${tenantId} and id = ${stepId}`;
       return { kind: 'skip' };
@@ -130,6 +134,20 @@ async function claim(res: Resources, tenantId: string, stepId: string): Promise<
       },
     });
     return { kind: 'run', step, task, tool, tenantSlug: tenant!.slug };
+  });
+}
+
+/**
+ * The worker running a step died mid-call and the tool is never retried automatically (a payment):
+ * whether its side effect happened is unknown, so the step becomes a dead letter for a person to
+ * check and retry by hand - from the reaper and from a re-delivered job alike.
+ */
+async function workerLost(res: Resources, tx: Tx, step: StepRow): Promise<void> {
+  await finish(res, tx, step, 'dead', null, {
+    code: 'WORKER_LOST',
+    message:
+      'the worker running this step stopped mid-call; this tool is never retried automatically: check its effect, then retry the dead letter by hand',
+    retryable: false,
   });
 }
 
@@ -274,6 +292,7 @@ export async function reapStep(res: Resources, tenantId: string, stepId: string)
       );
       return;
     }
+    if (!step.retryable) return workerLost(res, tx, step);
     await tx`update steps set status = 'ready', lease_expires_at = null, updated_at = now() where tenant_id = ${tenantId} and id = ${stepId}`;
     await res.audit.append(tx, tenantId, {
       ...auditActor(SYSTEM_ACTOR),

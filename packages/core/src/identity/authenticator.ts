@@ -5,6 +5,7 @@ import { equalSecret, sha256 } from '../shared/secrets.ts';
 import { TtlCache } from '../shared/ttl-cache.ts';
 import type { AccessClaims, AccessTokens } from './access-tokens.ts';
 import { rolePermissions, type Permission } from './permissions.ts';
+import { parseSessionPolicy, sessionTimedOut } from './session-policy.ts';
 
 export interface Principal {
   kind: 'user' | 'api_key';
@@ -24,6 +25,8 @@ export const API_KEY_PATTERN = /^stw_([A-Za-z0-9]{12})_([A-Za-z0-9]{40})$/;
 
 /** Authorization state is cached for at most this long, so revocation takes effect within it. */
 export const AUTH_CACHE_TTL_MS = 1000;
+/** A session's last use is written when it is older than this (idle timeouts are in minutes). */
+const SESSION_TOUCH_MS = 30_000;
 
 interface SessionRow {
   revoked_at: Date | null;
@@ -36,6 +39,9 @@ interface SessionRow {
   role_name: string | null;
   role_builtin: boolean | null;
   role_permissions: string[] | null;
+  created_at: Date;
+  last_used_at: Date;
+  settings: Record<string, unknown> | null;
 }
 
 interface KeyRow {
@@ -95,9 +101,10 @@ export class Authenticator {
       (tx) => tx<SessionRow[]>`
         select s.revoked_at, s.expires_at, s.active_tenant_id, u.status as user_status, u.is_platform_admin, u.email,
                m.status as membership_status, r.name as role_name, r.builtin as role_builtin,
-               r.permissions as role_permissions
+               r.permissions as role_permissions, s.created_at, s.last_used_at, t.settings
         from sessions s
         join users u on u.id = s.user_id
+        left join tenants t on t.id = ${tenantId}
         left join memberships m on m.tenant_id = ${tenantId} and m.user_id = u.id
         left join roles r on r.tenant_id = m.tenant_id and r.id = m.role_id
         where s.id = ${sessionId} and s.user_id = ${userId}`,
@@ -106,6 +113,19 @@ export class Authenticator {
     if (!row || row.revoked_at || row.expires_at <= new Date() || row.user_status !== 'active')
       return 'invalid';
     if (row.active_tenant_id !== tenantId) return 'invalid';
+    // The tenant's idle and absolute timeouts (session-policy.ts); use keeps a session alive.
+    const timedOut = sessionTimedOut(parseSessionPolicy(row.settings ?? {}), row);
+    if (timedOut) {
+      void this.#db
+        .withSystemAccess(
+          (tx) => tx`update sessions set revoked_at = now(), revoked_reason = ${`${timedOut}_timeout`}
+                     where id = ${sessionId} and revoked_at is null`,
+        )
+        .catch(() => {});
+      return 'invalid';
+    }
+    if (Date.now() - row.last_used_at.getTime() > SESSION_TOUCH_MS)
+      this.#touchSession(tenantId, userId, sessionId);
     const isPlatform = tenantId === PLATFORM_TENANT_ID;
     if (!isPlatform && row.membership_status !== 'active') return 'invalid';
     if (isPlatform && !row.is_platform_admin) return 'invalid';
@@ -187,6 +207,20 @@ export class Authenticator {
         (tx) => tx`update api_keys set last_used_at = now() where tenant_id = ${tenantId} and id = ${keyId}`,
       )
       .catch(() => this.#lastUsedWritten.delete(keyId));
+  }
+
+  /** Record session use (for the idle timeout) at most once a minute per session, off the request path. */
+  #touchSession(tenantId: string, userId: string, sessionId: string): void {
+    const key = `session:${sessionId}`;
+    if (this.#lastUsedWritten.get(key)) return;
+    this.#lastUsedWritten.set(key, true);
+    void this.#db
+      .withTenant(
+        tenantId,
+        (tx) => tx`update sessions set last_used_at = now() where id = ${sessionId} and revoked_at is null`,
+        { userId },
+      )
+      .catch(() => this.#lastUsedWritten.delete(key));
   }
 
   invalidateSession(sessionId: string): void {

@@ -19,6 +19,15 @@ export const PERMISSIONS = {
   'playbooks:manage': 'edit playbooks',
   'connections:read': 'see connections and MCP servers',
   'connections:manage': 'add and change connections and MCP servers',
+  'sso:read': 'see single sign-on connections and SCIM settings (never secrets)',
+  'sso:manage': 'configure single sign-on, SCIM settings and SCIM tokens',
+  'privacy:read': 'see consent records and retention policies',
+  'privacy:manage': 'record consent and set retention policies',
+  'privacy:export': 'export and download everything about the tenant or a user',
+  'privacy:erase': 'erase a user (GDPR)',
+  'siem:read': 'see SIEM destinations and their forwarding status',
+  'siem:manage': 'add, change and remove SIEM destinations',
+  'reports:read': 'download compliance reports (access review, configuration changes, violations)',
 } as const;
 
 export type Permission = keyof typeof PERMISSIONS;

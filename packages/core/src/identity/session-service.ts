@@ -1,9 +1,16 @@
 import type { Tx } from '@steward/db/database';
 import { PLATFORM_TENANT_ID } from '../audit/audit-log.ts';
-import { notFound, unauthenticated } from '../errors/app-error.ts';
+import { forbidden, notFound, unauthenticated } from '../errors/app-error.ts';
 import type { Resources } from '../resources.ts';
 import { randomToken, sha256 } from '../shared/secrets.ts';
 import { verifyPassword } from './passwords.ts';
+import {
+  createMfaChallenge,
+  MFA_TOKEN_TTL_SECONDS,
+  purgeExpiredChallenges,
+  type MfaMethod,
+} from './mfa/mfa-challenge.ts';
+import { mfaRequiredFor, parseSessionPolicy, sessionTimedOut, type SessionPolicy } from './session-policy.ts';
 
 export const REFRESH_TOKEN_TTL_SECONDS = 30 * 24 * 3600;
 const REFRESH_PATTERN = /^rt_[A-Za-z0-9]{48}$/;
@@ -66,7 +73,7 @@ export async function login(
   res: Resources,
   input: { email: string; password: string; tenant?: string | undefined },
   info: RequestInfo,
-): Promise<SessionTokens> {
+): Promise<LoginResult> {
   const email = input.email.trim().toLowerCase();
   const { user, tenants, namedTenantId } = await res.db.withSystemAccess(async (tx) => {
     const [user] = await tx<UserRow[]>`
@@ -98,31 +105,189 @@ export async function login(
     );
     throw unauthenticated(INVALID_LOGIN);
   }
-  const t = target;
-  const { sessionId, refreshToken } = await res.db.withSystemAccess(
+  return issueSession(res, { userId: user.id, tenantId: target.tenant_id }, info, { method: 'password' });
+}
+
+/** The answer of a sign-in that needs a second factor (or, with `enrolmentRequired`, enrolment of one). */
+export interface MfaRequired {
+  mfaRequired: true;
+  mfaToken: string;
+  methods: MfaMethod[];
+  enrolmentRequired: boolean;
+  expiresIn: number;
+}
+
+export type LoginResult = SessionTokens | MfaRequired;
+
+export interface IssueOptions {
+  /** How the user authenticated: password, passkey, sso, ... (recorded on the session and audited). */
+  method: string;
+  /**
+   * The sign-in already proved a second factor (a user-verified passkey, or the MFA step itself):
+   * `true`, or the factor's name. Otherwise the user's and the tenant's MFA rules apply.
+   */
+  mfa?: boolean | string | undefined;
+  /**
+   * Single sign-on: the session stays in the tenant whose identity provider vouched for the user
+   * (switch-tenant refuses to leave it), so one tenant's IdP cannot open another tenant's data.
+   */
+  bindToTenant?: boolean | undefined;
+}
+
+interface IssueSubject {
+  user: { id: string; email: string; name: string; is_platform_admin: boolean; status: string };
+  t: MembershipRow;
+  role: string | null;
+  settings: Record<string, unknown>;
+  factors: { totp: boolean; passkeys: number };
+}
+
+async function issueSubject(tx: Tx, userId: string, tenantId: string): Promise<IssueSubject | undefined> {
+  const [user] = await tx<UserRow[]>`
+    select id, email, name, password_hash, status, is_platform_admin from users where id = ${userId}`;
+  if (!user || user.status !== 'active') return undefined;
+  let t: MembershipRow | undefined;
+  let role: string | null = null;
+  if (tenantId === PLATFORM_TENANT_ID) {
+    if (!user.is_platform_admin) return undefined;
+    t = await platformTenant();
+  } else {
+    const [m] = await tx<(MembershipRow & { role: string })[]>`
+      select m.tenant_id, t.slug, t.name, r.name as role from memberships m
+      join tenants t on t.id = m.tenant_id join roles r on r.tenant_id = m.tenant_id and r.id = m.role_id
+      where m.user_id = ${userId} and m.tenant_id = ${tenantId} and m.status = 'active' and t.status = 'active'`;
+    if (!m) return undefined;
+    t = { tenant_id: m.tenant_id, slug: m.slug, name: m.name };
+    role = m.role;
+  }
+  const [tenant] = await tx<
+    { settings: Record<string, unknown> }[]
+  >`select settings from tenants where id = ${tenantId}`;
+  const [f] = await tx<{ totp: boolean; passkeys: string }[]>`
+    select exists (select 1 from user_totp where user_id = ${userId} and confirmed_at is not null) as totp,
+           (select count(*) from passkeys where user_id = ${userId}) as passkeys`;
+  return {
+    user,
+    t,
+    role,
+    settings: tenant?.settings ?? {},
+    factors: { totp: !!f?.totp, passkeys: Number(f?.passkeys ?? 0) },
+  };
+}
+
+/**
+ * The one way a session starts, for every kind of sign-in (password, passkey, SSO): for a user who
+ * has already authenticated (first factor) to a tenant they are an active member of. Applies the
+ * MFA rules - a user with a second factor must give it, and a tenant may require one of all members
+ * or of some roles - by answering `mfaRequired` with a short-lived `mfaToken` for
+ * `POST /auth/mfa` instead of tokens. Then the tenant's session rules: absolute lifetime and the
+ * concurrent-session limit (the oldest sessions beyond it are revoked). Every session gets a new id.
+ */
+export async function issueSession(
+  res: Resources,
+  who: { userId: string; tenantId: string },
+  info: RequestInfo,
+  opts: IssueOptions,
+): Promise<LoginResult> {
+  const outcome = await res.db.withSystemAccess(
     async (tx) => {
-      const [session] = await tx<{ id: string }[]>`
-        insert into sessions (user_id, active_tenant_id, ip, user_agent, expires_at)
-        values (${user.id}, ${t.tenant_id}, ${info.ip ?? null}, ${(info.userAgent ?? '').slice(0, 300)},
-                now() + make_interval(secs => ${REFRESH_TOKEN_TTL_SECONDS}))
-        returning id`;
-      await tx`update users set last_login_at = now() where id = ${user.id}`;
-      const refreshToken = await issueRefreshToken(tx, session!.id);
-      await res.audit.append(tx, t.tenant_id, {
-        actorType: 'user',
-        actorId: user.id,
-        actorLabel: user.email,
-        action: 'auth.login',
-        requestId: info.requestId,
-        ip: info.ip,
-        targetType: 'session',
-        targetId: session!.id,
-      });
-      return { sessionId: session!.id, refreshToken };
+      const subject = await issueSubject(tx, who.userId, who.tenantId);
+      if (!subject) return undefined;
+      const policy = parseSessionPolicy(subject.settings);
+      const hasFactor = subject.factors.totp || subject.factors.passkeys > 0;
+      if (!opts.mfa && (hasFactor || mfaRequiredFor(policy, subject.role))) {
+        const methods: MfaMethod[] = hasFactor
+          ? [
+              ...(subject.factors.totp ? (['totp', 'backup_code'] as const) : []),
+              ...(subject.factors.passkeys > 0 ? (['webauthn'] as const) : []),
+            ]
+          : ['totp', 'webauthn'];
+        await purgeExpiredChallenges(tx);
+        const mfaToken = await createMfaChallenge(tx, subject.user.id, subject.t.tenant_id, {
+          method: opts.method,
+          enrolment: !hasFactor,
+          ...(opts.bindToTenant ? { bindToTenant: true } : {}),
+        });
+        await res.audit.append(tx, subject.t.tenant_id, {
+          actorType: 'user',
+          actorId: subject.user.id,
+          actorLabel: subject.user.email,
+          action: 'auth.mfa_challenge',
+          requestId: info.requestId,
+          ip: info.ip,
+          details: { method: opts.method, enrolmentRequired: !hasFactor, methods },
+        });
+        const challenge: MfaRequired = {
+          mfaRequired: true,
+          mfaToken,
+          methods,
+          enrolmentRequired: !hasFactor,
+          expiresIn: MFA_TOKEN_TTL_SECONDS,
+        };
+        return { kind: 'mfa' as const, challenge };
+      }
+      const created = await createSessionInTx(res, tx, subject, policy, info, opts);
+      return { kind: 'session' as const, subject, ...created };
     },
-    { tenantId: t.tenant_id },
+    { tenantId: who.tenantId },
   );
-  return tokens(res, user, t, sessionId, refreshToken);
+  if (!outcome) throw unauthenticated(INVALID_LOGIN);
+  if (outcome.kind === 'mfa') return outcome.challenge;
+  for (const id of outcome.revoked) res.auth.invalidateSession(id);
+  return tokens(res, outcome.subject.user, outcome.subject.t, outcome.sessionId, outcome.refreshToken);
+}
+
+async function createSessionInTx(
+  res: Resources,
+  tx: Tx,
+  subject: IssueSubject,
+  policy: SessionPolicy,
+  info: RequestInfo,
+  opts: IssueOptions,
+): Promise<{ sessionId: string; refreshToken: string; revoked: string[] }> {
+  const { user, t } = subject;
+  const lifetime = Math.min(REFRESH_TOKEN_TTL_SECONDS, policy.absoluteSeconds);
+  const [session] = await tx<{ id: string }[]>`
+    insert into sessions (user_id, active_tenant_id, ip, user_agent, expires_at, auth_method, mfa, bound_tenant_id)
+    values (${user.id}, ${t.tenant_id}, ${info.ip ?? null}, ${(info.userAgent ?? '').slice(0, 300)},
+            now() + make_interval(secs => ${lifetime}), ${opts.method}, ${!!opts.mfa},
+            ${opts.bindToTenant ? t.tenant_id : null})
+    returning id`;
+  // The concurrent-session limit: keep the newest maxSessions (this one included).
+  const revoked = await tx<{ id: string }[]>`
+    update sessions set revoked_at = now(), revoked_reason = 'session_limit'
+    where id in (
+      select id from sessions where user_id = ${user.id} and revoked_at is null and expires_at > now()
+      order by created_at desc, id offset ${policy.maxSessions})
+    returning id`;
+  const revokedIds = revoked.map((r) => r.id).filter((id) => id !== session!.id);
+  await tx`update users set last_login_at = now() where id = ${user.id}`;
+  const refreshToken = await issueRefreshToken(tx, session!.id);
+  await res.audit.append(tx, t.tenant_id, {
+    actorType: 'user',
+    actorId: user.id,
+    actorLabel: user.email,
+    action: 'auth.login',
+    requestId: info.requestId,
+    ip: info.ip,
+    targetType: 'session',
+    targetId: session!.id,
+    details: { method: opts.method, mfa: opts.mfa ?? false, boundToTenant: opts.bindToTenant ?? false },
+  });
+  if (revokedIds.length) {
+    await res.audit.append(tx, t.tenant_id, {
+      actorType: 'user',
+      actorId: user.id,
+      actorLabel: user.email,
+      action: 'session.limit_revoked',
+      requestId: info.requestId,
+      ip: info.ip,
+      targetType: 'user',
+      targetId: user.id,
+      details: { sessions: revokedIds, limit: policy.maxSessions },
+    });
+  }
+  return { sessionId: session!.id, refreshToken, revoked: revokedIds };
 }
 
 async function tokens(
@@ -150,6 +315,9 @@ interface RefreshRow {
   session_expires_at: Date;
   user_id: string;
   active_tenant_id: string;
+  session_created_at: Date;
+  session_last_used_at: Date;
+  settings: Record<string, unknown> | null;
 }
 
 async function revokeSession(res: Resources, tx: Tx, sessionId: string, reason: string): Promise<void> {
@@ -170,12 +338,21 @@ export async function refresh(
   const outcome = await res.db.withSystemAccess(async (tx) => {
     const [row] = await tx<RefreshRow[]>`
       select rt.id, rt.session_id, rt.used_at, rt.expires_at, s.revoked_at, s.expires_at as session_expires_at,
-             s.user_id, s.active_tenant_id
-      from refresh_tokens rt join sessions s on s.id = rt.session_id
+             s.user_id, s.active_tenant_id, s.created_at as session_created_at,
+             s.last_used_at as session_last_used_at, t.settings
+      from refresh_tokens rt join sessions s on s.id = rt.session_id left join tenants t on t.id = s.active_tenant_id
       where rt.token_hash = ${sha256(refreshToken)} for update of rt, s`;
     if (!row) return { error: 'invalid refresh token' } as const;
     if (row.revoked_at || row.session_expires_at <= new Date())
       return { error: 'session is no longer valid' } as const;
+    const timedOut = sessionTimedOut(parseSessionPolicy(row.settings ?? {}), {
+      created_at: row.session_created_at,
+      last_used_at: row.session_last_used_at,
+    });
+    if (timedOut) {
+      await revokeSession(res, tx, row.session_id, `${timedOut}_timeout`);
+      return { error: 'the session timed out; sign in again' } as const;
+    }
     if (row.used_at) {
       await revokeSession(res, tx, row.session_id, 'refresh_token_reuse');
       return { error: 'refresh token was already used; the session is revoked', reuse: row } as const;
@@ -255,9 +432,35 @@ export async function switchTenant(
     const t = (await memberships(tx, principal.userId)).find((m) => m.slug === slug);
     return { user, t };
   });
+  const target = result.t;
+  const mfaMissing =
+    !!target &&
+    (await res.db.withSystemAccess(
+      async (tx) => {
+        const subject = await issueSubject(tx, principal.userId, target.tenant_id);
+        const [session] = await tx<
+          { mfa: boolean }[]
+        >`select mfa from sessions where id = ${principal.sessionId}`;
+        return (
+          !!subject && !session?.mfa && mfaRequiredFor(parseSessionPolicy(subject.settings), subject.role)
+        );
+      },
+      { tenantId: target.tenant_id },
+    ));
   // Not a member answers exactly like a tenant that does not exist.
   if (!result.user || !result.t) throw notFound(`tenant "${slug}"`);
+  // A session without a second factor does not carry into a tenant that requires one.
+  if (mfaMissing)
+    throw forbidden(`tenant "${slug}" requires MFA: sign in to it (POST /auth/login with tenant "${slug}")`);
   const { user, t } = result;
+  const [bound] = await res.db.withSystemAccess(
+    (tx) =>
+      tx<
+        { bound_tenant_id: string | null }[]
+      >`select bound_tenant_id from sessions where id = ${principal.sessionId}`,
+  );
+  if (bound?.bound_tenant_id && bound.bound_tenant_id !== t.tenant_id)
+    throw forbidden('a single sign-on session stays in its tenant: sign in to the other tenant');
   const refreshToken = await res.db.withSystemAccess(
     async (tx) => {
       await tx`update sessions set active_tenant_id = ${t.tenant_id}, last_used_at = now() where id = ${principal.sessionId}`;
@@ -278,4 +481,22 @@ export async function switchTenant(
   );
   res.auth.invalidateSession(principal.sessionId);
   return tokens(res, user, t, principal.sessionId, refreshToken);
+}
+
+/**
+ * Revoke every open session of a user (except `keep`, the caller's own when the user changed their
+ * own password or MFA). Returns the ids: drop them from the authenticator's cache after the commit.
+ */
+export async function revokeUserSessions(
+  tx: Tx,
+  userId: string,
+  reason: string,
+  keep?: string | undefined,
+): Promise<string[]> {
+  const rows = await tx<{ id: string }[]>`
+    update sessions set revoked_at = now(), revoked_reason = ${reason}
+    where user_id = ${userId} and revoked_at is null
+      ${keep ? tx`and id <> ${keep}` : tx``}
+    returning id`;
+  return rows.map((r) => r.id);
 }

@@ -29,6 +29,8 @@ export interface McpEndpoint {
   url: string | null;
   /** stdio: environment variables; http: request headers. Decrypted, never logged. */
   secret: Record<string, string>;
+  /** http: mutual TLS and a private CA (the key decrypted, never logged). */
+  tls?: McpTls | undefined;
 }
 
 export interface McpNetworkOptions {
@@ -57,10 +59,17 @@ export class McpUnavailableError extends Error {
   }
 }
 
+/** Mutual TLS (client certificate and key) and a private CA for an HTTP server. */
+export interface McpTls {
+  cert?: string;
+  key?: string;
+  ca?: string;
+}
+
 type FetchLike = (url: string | URL, init?: RequestInit) => Promise<Response>;
 
 /** fetch over node:http that connects only to addresses the SSRF guard accepted, never following redirects. */
-export function guardedFetch(opts: McpNetworkOptions): FetchLike {
+export function guardedFetch(opts: McpNetworkOptions, tls: McpTls = {}): FetchLike {
   return async (input, init) => {
     const url = new URL(String(input));
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new TypeError('only http and https');
@@ -84,7 +93,14 @@ export function guardedFetch(opts: McpNetworkOptions): FetchLike {
     return new Promise<Response>((resolve, reject) => {
       const req = client.request(
         url,
-        { method, headers, agent: false, lookup, signal: init?.signal ?? undefined },
+        {
+          method,
+          headers,
+          agent: false,
+          lookup,
+          signal: init?.signal ?? undefined,
+          ...(url.protocol === 'https:' ? tls : {}),
+        },
         (res) => {
           const out = new Headers();
           for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) {
@@ -124,7 +140,7 @@ function transportFor(endpoint: McpEndpoint, net: McpNetworkOptions): Transport 
   }
   if (!endpoint.url) throw new McpUnavailableError('MCP_MISCONFIGURED', 'the HTTP server has no URL');
   return new StreamableHTTPClientTransport(new URL(endpoint.url), {
-    fetch: guardedFetch(net),
+    fetch: guardedFetch(net, endpoint.tls),
     requestInit: { headers: endpoint.secret, redirect: 'manual' },
   });
 }

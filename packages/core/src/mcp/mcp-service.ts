@@ -1,8 +1,8 @@
-import { randomUUID } from 'node:crypto';
+import { randomUUID, X509Certificate } from 'node:crypto';
 import { Kind, TypeRegistry, type TSchema } from '@sinclair/typebox';
 import { AjvJsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/ajv';
 import type { Tx } from '@steward/db/database';
-import { vaultFor } from '../connections/connection-service.ts';
+import { clientKeyProblem, vaultFor } from '../connections/connection-service.ts';
 import { AppError, conflict, forbidden, fromDatabaseError, invalid, notFound } from '../errors/app-error.ts';
 import { auditActor, type Actor, type Resources } from '../resources.ts';
 import { SecretUnreadableError } from '../secrets/envelope.ts';
@@ -53,6 +53,10 @@ export interface McpServerView {
   riskOverrides: Record<string, RiskLevel>;
   enabled: boolean;
   hasSecret: boolean;
+  /** Mutual TLS: the client certificate and CA (PEM, not secret). */
+  tls: McpTlsConfig;
+  /** A mutual-TLS client key is stored (never returned). */
+  hasClientKey: boolean;
   catalogRefreshedAt: string | null;
   createdAt: string;
   updatedAt: string;
@@ -68,6 +72,8 @@ interface Row {
   risk_overrides: Record<string, RiskLevel>;
   enabled: boolean;
   has_secret: boolean;
+  tls: McpTlsConfig;
+  has_client_key: boolean;
   catalog: McpToolInfo[];
   catalog_refreshed_at: Date | null;
   created_at: Date;
@@ -76,7 +82,7 @@ interface Row {
 
 const viewColumns = (tx: Tx) =>
   tx`id, name, transport, command, url, allowed_tools, risk_overrides, enabled,
-     (secret_ciphertext is not null) as has_secret, catalog, catalog_refreshed_at, created_at, updated_at`;
+     (secret_ciphertext is not null) as has_secret, tls, (client_key_ciphertext is not null) as has_client_key, catalog, catalog_refreshed_at, created_at, updated_at`;
 
 const toView = (r: Row): McpServerView => ({
   id: r.id,
@@ -88,10 +94,38 @@ const toView = (r: Row): McpServerView => ({
   riskOverrides: r.risk_overrides,
   enabled: r.enabled,
   hasSecret: r.has_secret,
+  tls: r.tls ?? {},
+  hasClientKey: r.has_client_key,
   catalogRefreshedAt: r.catalog_refreshed_at?.toISOString() ?? null,
   createdAt: r.created_at.toISOString(),
   updatedAt: r.updated_at.toISOString(),
 });
+
+export interface McpTlsConfig {
+  clientCertificate?: string | undefined;
+  caCertificate?: string | undefined;
+}
+
+/** The credential id of a server's mutual-TLS key (its own additional data). */
+const clientKeyId = (id: string) => `${id}:client-key`;
+
+function checkTls(transport: 'stdio' | 'http', tls: McpTlsConfig | undefined, clientKey: string | undefined) {
+  if ((tls || clientKey !== undefined) && transport !== 'http')
+    throw invalid('body/tls and body/clientKey are for http MCP servers');
+  for (const field of ['clientCertificate', 'caCertificate'] as const) {
+    const pem = tls?.[field];
+    if (pem === undefined) continue;
+    try {
+      new X509Certificate(pem);
+    } catch {
+      throw invalid(`body/tls/${field} is not a readable PEM certificate`);
+    }
+  }
+  if (clientKey !== undefined) {
+    const problem = clientKeyProblem(clientKey, tls?.clientCertificate);
+    if (problem) throw invalid(problem.replace('config.clientCertificate', 'tls.clientCertificate'));
+  }
+}
 
 export interface McpServerInput {
   name: string;
@@ -99,6 +133,9 @@ export interface McpServerInput {
   command?: string[] | undefined;
   url?: string | undefined;
   secret?: Record<string, string> | undefined;
+  tls?: McpTlsConfig | undefined;
+  /** Mutual TLS: the PEM private key of tls.clientCertificate; write-only, stored encrypted. */
+  clientKey?: string | undefined;
   allowedTools?: string[] | undefined;
   riskOverrides?: Record<string, RiskLevel> | undefined;
   enabled?: boolean | undefined;
@@ -110,6 +147,10 @@ export interface McpServerPatch {
   url?: string | undefined;
   /** New secret, or null to remove it. */
   secret?: Record<string, string> | null | undefined;
+  /** Replaces the TLS settings ({} removes them). */
+  tls?: McpTlsConfig | undefined;
+  /** A new mutual-TLS client key, or null to remove it. */
+  clientKey?: string | null | undefined;
   allowedTools?: string[] | undefined;
   riskOverrides?: Record<string, RiskLevel> | undefined;
   enabled?: boolean | undefined;
@@ -215,6 +256,7 @@ export async function createMcpServer(
     throw invalid('an http MCP server needs body/url and no command');
   } else checkUrl(input.url);
   if (input.secret) checkSecret(input.transport, input.secret);
+  checkTls(input.transport, input.tls, input.clientKey);
   checkToolNames(input.allowedTools, input.riskOverrides);
   const id = randomUUID();
   const vault = vaultFor(res.master);
@@ -226,12 +268,17 @@ export async function createMcpServer(
         input.secret === undefined
           ? null
           : await vault.encrypt(tx, tenantId, id, JSON.stringify(input.secret));
+      const sealedKey =
+        input.clientKey === undefined
+          ? null
+          : await vault.encrypt(tx, tenantId, clientKeyId(id), input.clientKey);
       const [row] = await tx<Row[]>`
         insert into mcp_servers (tenant_id, id, name, transport, command, url, allowed_tools, risk_overrides, enabled,
-                                 secret_ciphertext, secret_nonce)
+                                 secret_ciphertext, secret_nonce, tls, client_key_ciphertext, client_key_nonce)
         values (${tenantId}, ${id}, ${input.name}, ${input.transport}, ${input.command ?? null}, ${input.url ?? null},
                 ${input.allowedTools ?? []}, ${tx.json((input.riskOverrides ?? {}) as never)}, ${input.enabled ?? true},
-                ${sealed?.ciphertext ?? null}, ${sealed?.nonce ?? null})
+                ${sealed?.ciphertext ?? null}, ${sealed?.nonce ?? null}, ${tx.json((input.tls ?? {}) as never)},
+                ${sealedKey?.ciphertext ?? null}, ${sealedKey?.nonce ?? null})
         returning ${viewColumns(tx)}`;
       await res.audit.append(tx, tenantId, {
         ...auditActor(actor),
@@ -245,6 +292,8 @@ export async function createMcpServer(
           allowedTools: input.allowedTools ?? [],
           riskOverrides: input.riskOverrides ?? {},
           secret: sealed ? 'set' : 'none',
+          tls: Object.keys(input.tls ?? {}).sort(),
+          clientKey: sealedKey ? 'set' : 'none',
         },
       });
       return toView(row!);
@@ -275,6 +324,9 @@ export async function updateMcpServer(
       if (current.transport === 'http' && patch.command !== undefined)
         throw invalid('an http MCP server has no command');
       if (patch.secret) checkSecret(current.transport, patch.secret);
+      const tls = patch.tls ?? current.tls ?? {};
+      if (patch.tls !== undefined || typeof patch.clientKey === 'string')
+        checkTls(current.transport, tls, typeof patch.clientKey === 'string' ? patch.clientKey : undefined);
       if (
         current.transport === 'stdio' &&
         patch.command !== undefined &&
@@ -291,6 +343,16 @@ export async function updateMcpServer(
         secretSql = tx`, secret_ciphertext = null, secret_nonce = null`;
         secret = 'removed';
       }
+      let clientKeySql = tx``;
+      let clientKey: 'set' | 'removed' | 'unchanged' = 'unchanged';
+      if (typeof patch.clientKey === 'string') {
+        const sealed = await vault.encrypt(tx, tenantId, clientKeyId(id), patch.clientKey);
+        clientKeySql = tx`, client_key_ciphertext = ${sealed.ciphertext}, client_key_nonce = ${sealed.nonce}`;
+        clientKey = 'set';
+      } else if (patch.clientKey === null) {
+        clientKeySql = tx`, client_key_ciphertext = null, client_key_nonce = null`;
+        clientKey = 'removed';
+      }
       // A new endpoint invalidates the tool snapshot: list the tools again before planning with them.
       const endpointChanged = patch.url !== undefined || patch.command !== undefined;
       const [row] = await tx<Row[]>`
@@ -299,7 +361,7 @@ export async function updateMcpServer(
           risk_overrides = ${tx.json((patch.riskOverrides ?? current.risk_overrides) as never)},
           enabled = ${patch.enabled ?? current.enabled}, updated_at = now()
           ${endpointChanged ? tx`, catalog = '[]'::jsonb, catalog_refreshed_at = null` : tx``}
-          ${secretSql}
+          ${secretSql} ${clientKeySql}, tls = ${tx.json(tls as never)}
         where tenant_id = ${tenantId} and id = ${id}
         returning ${viewColumns(tx)}`;
       await res.audit.append(tx, tenantId, {
@@ -310,13 +372,14 @@ export async function updateMcpServer(
         details: {
           name,
           fields: Object.entries(patch)
-            .filter(([k, v]) => k !== 'secret' && v !== undefined)
+            .filter(([k, v]) => k !== 'secret' && k !== 'clientKey' && v !== undefined)
             .map(([k]) => k)
             .sort(),
           ...(patch.allowedTools ? { allowedTools: patch.allowedTools } : {}),
           ...(patch.riskOverrides ? { riskOverrides: patch.riskOverrides } : {}),
           ...(patch.enabled !== undefined ? { enabled: patch.enabled } : {}),
           secret,
+          clientKey,
         },
       });
       return toView(row!);
@@ -353,6 +416,9 @@ interface SecretRow {
   enabled: boolean;
   secret_ciphertext: Buffer | null;
   secret_nonce: Buffer | null;
+  tls: McpTlsConfig;
+  client_key_ciphertext: Buffer | null;
+  client_key_nonce: Buffer | null;
 }
 
 /** Endpoint, decrypted secret and network rules of one server. `tx` must be scoped to the tenant. */
@@ -363,7 +429,8 @@ async function endpointOf(
   where: { id: string } | { name: string },
 ): Promise<{ endpoint: McpEndpoint; net: McpNetworkOptions; enabled: boolean; id: string } | undefined> {
   const [row] = await tx<SecretRow[]>`
-    select id, name, transport, command, url, enabled, secret_ciphertext, secret_nonce from mcp_servers
+    select id, name, transport, command, url, enabled, secret_ciphertext, secret_nonce, tls,
+           client_key_ciphertext, client_key_nonce from mcp_servers
     where tenant_id = ${tenantId} and ${'id' in where ? tx`id = ${where.id}` : tx`name = ${where.name}`}`;
   if (!row) return undefined;
   if (row.transport === 'stdio' && !(await stdioAllowed(res, tx, tenantId)))
@@ -376,12 +443,23 @@ async function endpointOf(
     });
     secret = JSON.parse(plain) as Record<string, string>;
   }
+  const key =
+    row.client_key_ciphertext && row.client_key_nonce
+      ? await vaultFor(res.master).decrypt(tx, tenantId, clientKeyId(row.id), {
+          ciphertext: row.client_key_ciphertext,
+          nonce: row.client_key_nonce,
+        })
+      : undefined;
+  const tls = {
+    ...(row.tls?.clientCertificate && key ? { cert: row.tls.clientCertificate, key } : {}),
+    ...(row.tls?.caCertificate ? { ca: row.tls.caCertificate } : {}),
+  };
   const [t] = await tx<{ allow: boolean | null }[]>`
     select (settings #> '{network,allowPrivate}') = 'true'::jsonb as allow from tenants where id = ${tenantId}`;
   return {
     id: row.id,
     enabled: row.enabled,
-    endpoint: { name: row.name, transport: row.transport, command: row.command, url: row.url, secret },
+    endpoint: { name: row.name, transport: row.transport, command: row.command, url: row.url, secret, tls },
     net: {
       allowPrivate: t?.allow === true,
       resolve: res.mcp?.resolve,

@@ -1,15 +1,17 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import type { Tx } from '@steward/db/database';
 import type { MasterKey } from '../crypto/master-key.ts';
+import { KeyUnwrapError, type KeyProviderName, type WrappedKey } from '../keys/key-provider.ts';
+import { keyProvidersFor, type KeyProviders } from '../keys/key-providers.ts';
 
 /**
  * Envelope encryption for connector credentials.
  *
- * - The key-encryption key (KEK) is derived from the master key (`master.derive('tenant-kek')`) and
- *   never stored.
- * - Each tenant has its own random 32-byte data key, stored in `tenant_keys` only wrapped by the KEK
- *   (AES-256-GCM, additional data = the tenant id, so a wrapped key copied to another tenant's row
- *   does not unwrap).
+ * - Each tenant has its own random 32-byte data key, stored in `tenant_keys` only wrapped by a
+ *   key-encryption key (KEK) held by a key provider (packages/core/src/keys/: by default the local
+ *   provider, whose version 1 is derived from the master key; or Vault/OpenBao transit, AWS KMS,
+ *   PKCS#11), with additional data = the tenant id, so a wrapped key copied to another tenant's row
+ *   does not unwrap.
  * - A credential is AES-256-GCM ciphertext under its tenant's data key, with additional data binding
  *   the tenant id and the credential id: ciphertext moved to another credential or tenant fails to
  *   decrypt instead of handing out the wrong secret.
@@ -71,10 +73,14 @@ export function credentialAad(tenantId: string, credentialId: string): Buffer {
 
 /** Encrypts and decrypts credentials under per-tenant data keys (see the comment at the top). */
 export class CredentialVault {
-  readonly #kek: Buffer;
+  readonly #master: MasterKey;
 
   constructor(master: MasterKey) {
-    this.#kek = master.derive('tenant-kek');
+    this.#master = master;
+  }
+
+  get #providers(): KeyProviders {
+    return keyProvidersFor(this.#master);
   }
 
   /** The tenant's data key, created (and stored wrapped) on first use. `tx` must be scoped to the tenant. */
@@ -82,10 +88,11 @@ export class CredentialVault {
     const existing = await this.#readKey(tx, tenantId);
     if (existing) return existing;
     const key = randomBytes(KEY_BYTES);
-    const wrapped = seal(this.#kek, key, tenantKeyAad(tenantId));
+    const wrapped = await this.#providers.active.wrap(key, tenantKeyAad(tenantId));
     const [inserted] = await tx`
-      insert into tenant_keys (tenant_id, wrapped_key, nonce)
-      values (${tenantId}, ${wrapped.ciphertext}, ${wrapped.nonce})
+      insert into tenant_keys (tenant_id, wrapped_key, nonce, key_provider, key_id, key_version)
+      values (${tenantId}, ${wrapped.ciphertext}, ${wrapped.nonce}, ${wrapped.provider}, ${wrapped.keyId},
+        ${wrapped.keyVersion})
       on conflict (tenant_id) do nothing returning tenant_id`;
     if (inserted) return key;
     // Another transaction created the key at the same moment: use that one.
@@ -106,13 +113,38 @@ export class CredentialVault {
   }
 
   async #readKey(tx: Tx, tenantId: string): Promise<Buffer | undefined> {
-    const [row] = await tx<{ wrapped_key: Buffer; nonce: Buffer }[]>`
-      select wrapped_key, nonce from tenant_keys where tenant_id = ${tenantId}`;
-    if (!row) return undefined;
-    return open(this.#kek, { ciphertext: row.wrapped_key, nonce: row.nonce }, tenantKeyAad(tenantId));
+    const wrapped = await readWrappedKey(tx, tenantId);
+    if (!wrapped) return undefined;
+    try {
+      return await this.#providers.unwrapCached(tenantId, wrapped, tenantKeyAad(tenantId));
+    } catch (error) {
+      if (error instanceof KeyUnwrapError) throw new SecretUnreadableError();
+      throw error;
+    }
   }
 
   toJSON(): string {
     return '[credential vault]';
   }
+}
+
+/** The tenant's wrapped data key as stored (`tx` scoped to the tenant). */
+export async function readWrappedKey(tx: Tx, tenantId: string): Promise<WrappedKey | undefined> {
+  const [row] = await tx<
+    {
+      wrapped_key: Buffer;
+      nonce: Buffer | null;
+      key_provider: KeyProviderName;
+      key_id: string;
+      key_version: number;
+    }[]
+  >`select wrapped_key, nonce, key_provider, key_id, key_version from tenant_keys where tenant_id = ${tenantId}`;
+  if (!row) return undefined;
+  return {
+    provider: row.key_provider,
+    keyId: row.key_id,
+    keyVersion: row.key_version,
+    ciphertext: row.wrapped_key,
+    nonce: row.nonce,
+  };
 }

@@ -1,9 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { PLATFORM_TENANT_ID } from '../audit/audit-log.ts';
 import { conflict, invalid, notFound } from '../errors/app-error.ts';
+import { GUARDED_SETTINGS } from '../guard/guard-settings-service.ts';
 import { seedBuiltinRoles } from '../identity/role-service.ts';
 import { addMemberInTx } from '../identity/user-service.ts';
 import { auditActor, type Actor, type Resources } from '../resources.ts';
+import { checkSessionSettings } from '../identity/session-policy.ts';
 import { decodeCursor, encodeCursor, type Page } from '../shared/cursor.ts';
 
 export const SLUG_PATTERN = '^[a-z0-9][a-z0-9-]{1,62}$';
@@ -124,6 +126,9 @@ export async function updateTenant(
   actor: Actor,
   input: { name?: string | undefined; settings?: Record<string, unknown> | undefined },
 ): Promise<Tenant> {
+  const guarded = GUARDED_SETTINGS.filter((k) => input.settings && k in input.settings);
+  if (guarded.length) throw invalid(`body/settings/${guarded[0]} is changed through its own endpoint`);
+  if (input.settings) checkSessionSettings(input.settings);
   return res.db.withTenant(tenantId, async (tx) => {
     const [row] = await tx<TenantRow[]>`
       update tenants set

@@ -42,10 +42,22 @@ const toView = (slug: string, r: Row): WebhookView => ({
   createdAt: r.created_at.toISOString(),
 });
 
-/** The secret of one hook (deterministic: the same master key, tenant and hook give the same secret). */
-export function webhookSecret(res: Pick<Resources, 'master'>, tenantId: string, hookId: string): string {
-  return 'whsec_' + res.master.derive(`webhook:${tenantId}:${hookId}`).toString('base64url');
+/**
+ * The secret of one hook (deterministic: the same master key, tenant, hook and version give the same
+ * secret). Version 1 is the original derivation; each rotation moves to the next version.
+ */
+export function webhookSecret(
+  res: Pick<Resources, 'master'>,
+  tenantId: string,
+  hookId: string,
+  version = 1,
+): string {
+  const label = version === 1 ? `webhook:${tenantId}:${hookId}` : `webhook:${tenantId}:${hookId}:v${version}`;
+  return 'whsec_' + res.master.derive(label).toString('base64url');
 }
+
+/** The longest a rotated-out secret may keep working (7 days). */
+export const MAX_ROTATION_GRACE_SECONDS = 7 * 24 * 3600;
 
 /** The signature header value a sender computes (also what tests and the docs use). */
 export function signWebhook(secret: string, timestamp: number, rawBody: Buffer | string): string {
@@ -139,6 +151,43 @@ export async function createWebhook(
   });
 }
 
+/**
+ * Give a hook a new secret (returned here and never again). The previous one keeps working for
+ * `graceSeconds` (default a day; 0 ends it at once), so senders can switch without losing deliveries.
+ */
+export async function rotateWebhookSecret(
+  res: Resources,
+  tenantId: string,
+  actor: Actor,
+  id: string,
+  input: { graceSeconds?: number | undefined },
+): Promise<WebhookView & { secret: string; previousValidUntil: string | null }> {
+  const grace = input.graceSeconds ?? 24 * 3600;
+  if (!Number.isInteger(grace) || grace < 0 || grace > MAX_ROTATION_GRACE_SECONDS)
+    throw invalid(`body/graceSeconds must be an integer from 0 to ${MAX_ROTATION_GRACE_SECONDS}`);
+  const slug = await tenantSlug(res, tenantId);
+  return res.db.withTenant(tenantId, async (tx) => {
+    const [row] = await tx<(Row & { secret_version: number; previous_valid_until: Date | null })[]>`
+      update webhooks set secret_version = secret_version + 1,
+        previous_valid_until = ${grace > 0 ? tx`now() + make_interval(secs => ${grace})` : tx`null`}
+      where tenant_id = ${tenantId} and id = ${id}
+      returning id, name, last_received_at, created_at, secret_version, previous_valid_until`;
+    if (!row) throw notFound('webhook');
+    await res.audit.append(tx, tenantId, {
+      ...auditActor(actor),
+      action: 'webhook.secret_rotated',
+      targetType: 'webhook',
+      targetId: id,
+      details: { name: row.name, version: row.secret_version, graceSeconds: grace },
+    });
+    return {
+      ...toView(slug, row),
+      secret: webhookSecret(res, tenantId, id, row.secret_version),
+      previousValidUntil: row.previous_valid_until?.toISOString() ?? null,
+    };
+  });
+}
+
 export async function deleteWebhook(
   res: Resources,
   tenantId: string,
@@ -229,23 +278,24 @@ export async function receiveWebhook(res: Resources, d: Delivery): Promise<Intak
   const tenantId = tenant.id;
   const [hook] = await res.db.withTenant(
     tenantId,
-    (tx) => tx<{ id: string; name: string }[]>`
-      select id, name from webhooks where tenant_id = ${tenantId} and id = ${d.hookId}`,
+    (tx) => tx<{ id: string; name: string; secret_version: number; previous_valid: boolean }[]>`
+      select id, name, secret_version, coalesce(previous_valid_until > now(), false) as previous_valid
+      from webhooks where tenant_id = ${tenantId} and id = ${d.hookId}`,
   );
   if (!hook) throw noSuchHook();
 
-  const secret = webhookSecret(res, tenantId, hook.id);
+  // The current secret, and during a rotation's grace period the previous one.
+  const secrets = [webhookSecret(res, tenantId, hook.id, hook.secret_version)];
+  if (hook.previous_valid) secrets.push(webhookSecret(res, tenantId, hook.id, hook.secret_version - 1));
   let usedSignature: string | undefined;
   if (d.authorization !== undefined) {
     const m = /^Bearer\s+(\S+)$/i.exec(d.authorization);
-    if (!m || !secretMatches(m[1]!, secret)) throw unauthorized('the webhook secret is not valid');
+    if (!m || !secrets.some((secret) => secretMatches(m[1]!, secret)))
+      throw unauthorized('the webhook secret is not valid');
   } else if (d.signature !== undefined) {
-    const check = verifySignature(
-      secret,
-      d.signature,
-      d.rawBody,
-      d.nowSeconds ?? Math.floor(Date.now() / 1000),
-    );
+    const now = d.nowSeconds ?? Math.floor(Date.now() / 1000);
+    const checks = secrets.map((secret) => verifySignature(secret, d.signature!, d.rawBody, now));
+    const check = checks.find((c) => c.ok) ?? checks[0]!;
     if (!check.ok) {
       throw unauthorized(
         check.reason === 'expired'

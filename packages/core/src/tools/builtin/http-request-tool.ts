@@ -60,6 +60,24 @@ export interface HttpToolOptions {
   treatAsPublic?: ReadonlySet<string>;
 }
 
+/** Mutual TLS and a private CA, from an http connection (only for URLs under its base URL). */
+interface TlsOptions {
+  cert?: string;
+  key?: string;
+  ca?: string;
+}
+
+function tlsOf(connection: ResolvedConnection<HttpConfig> | undefined): TlsOptions {
+  if (!connection) return {};
+  const c = connection.config;
+  return {
+    ...(c.clientCertificate && connection.clientKey
+      ? { cert: c.clientCertificate, key: connection.clientKey }
+      : {}),
+    ...(c.caCertificate ? { ca: c.caCertificate } : {}),
+  };
+}
+
 interface Hop {
   status: number;
   headers: IncomingMessage['headers'];
@@ -102,6 +120,7 @@ function send(
   body: Buffer | undefined,
   target: ResolvedAddress,
   signal: AbortSignal,
+  tls: TlsOptions = {},
 ): Promise<Hop> {
   // Connect to the address that was checked, whatever DNS says now.
   const lookup: LookupFunction = (_host, options, callback) => {
@@ -114,7 +133,7 @@ function send(
     const req = client.request(
       url,
       // A fresh agent per request: a pooled socket could lead to an address checked for someone else.
-      { method, headers, agent: false, lookup, signal },
+      { method, headers, agent: false, lookup, signal, ...(url.protocol === 'https:' ? tls : {}) },
       (res) => {
         const chunks: Buffer[] = [];
         let size = 0;
@@ -283,7 +302,7 @@ async function execute(opts: HttpToolOptions, ctx: ToolContext, a: HttpRequestAr
     headers['user-agent'] ??= 'Steward';
     let hop: Hop;
     try {
-      hop = await send(url, method, headers, body, target, signal);
+      hop = await send(url, method, headers, body, target, signal, tlsOf(viaConnection));
     } catch (e) {
       if (ctx.signal.aborted) throw Object.assign(new Error('aborted'), { name: 'AbortError' });
       if (timeout.aborted) fail('HTTP_TIMEOUT', `no answer from ${url.host} in time`, true);

@@ -1,0 +1,71 @@
+/** The answer of GET /api/v1/health, as the health panel shows it. */
+export interface HealthReport {
+  watchers: {
+    name: string;
+    state: 'held' | 'expired' | 'never';
+    holder: string | null;
+    renewedAt: string | null;
+  }[];
+  mailboxes: { id: string; name: string; lastProgressAt: string | null }[];
+  siem: {
+    id: string;
+    name: string;
+    enabled: boolean;
+    lag: number;
+    failing: boolean;
+    lastErrorAt: string | null;
+  }[];
+}
+
+export interface HealthLine {
+  key: string;
+  ok: boolean | undefined;
+  text: string;
+}
+
+const WATCHER_LABEL: Record<string, string> = {
+  'watch:folder': 'Folder watcher',
+  scheduler: 'Scheduler',
+  'watch:imap': 'Mailbox watcher',
+};
+
+const ago = (iso: string, now: number) => {
+  const s = Math.max(0, Math.round((now - new Date(iso).getTime()) / 1000));
+  return s < 90 ? `${s} s ago` : s < 5400 ? `${Math.round(s / 60)} min ago` : `${Math.round(s / 3600)} h ago`;
+};
+
+/** One line per watcher, mailbox and SIEM destination; `ok` undefined when nothing says either way. */
+export function describeHealth(h: HealthReport, now = Date.now()): HealthLine[] {
+  const lines: HealthLine[] = h.watchers.map((w) => ({
+    key: `w:${w.name}`,
+    ok: w.state === 'held' ? true : w.state === 'expired' ? false : undefined,
+    text:
+      `${WATCHER_LABEL[w.name] ?? w.name}: ` +
+      (w.state === 'held'
+        ? `running${w.holder ? ` on ${w.holder}` : ''}, renewed ${ago(w.renewedAt!, now)}`
+        : w.state === 'expired'
+          ? `stopped (last renewed ${ago(w.renewedAt!, now)})`
+          : 'never started'),
+  }));
+  for (const m of h.mailboxes)
+    lines.push({
+      key: `m:${m.id}`,
+      ok: undefined,
+      text: `Mailbox ${m.name}: ${m.lastProgressAt ? `last new mail ${ago(m.lastProgressAt, now)}` : 'no mail read yet'}`,
+    });
+  for (const d of h.siem)
+    lines.push({
+      key: `s:${d.id}`,
+      ok: !d.enabled ? undefined : !d.failing,
+      text:
+        `SIEM ${d.name}: ` +
+        (!d.enabled
+          ? 'disabled'
+          : d.failing
+            ? `failing since ${ago(d.lastErrorAt!, now)}, ${d.lag} entr${d.lag === 1 ? 'y' : 'ies'} behind`
+            : d.lag === 0
+              ? 'up to date'
+              : `${d.lag} entr${d.lag === 1 ? 'y' : 'ies'} behind`),
+    });
+  return lines;
+}

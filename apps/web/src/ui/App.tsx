@@ -1,0 +1,37 @@
+import { useEffect, useState, useSyncExternalStore } from 'react';
+import type { Session } from '../auth/session.ts';
+import { AcceptInvite } from './AcceptInvite.tsx';
+import { Dashboard } from './Dashboard.tsx';
+import { inviteTokenFrom } from './router.ts';
+import { SignIn } from './SignIn.tsx';
+
+function useHash(): string {
+  const [hash, setHash] = useState(window.location.hash);
+  useEffect(() => {
+    const update = () => setHash(window.location.hash);
+    window.addEventListener('hashchange', update);
+    window.addEventListener('popstate', update);
+    return () => {
+      window.removeEventListener('hashchange', update);
+      window.removeEventListener('popstate', update);
+    };
+  }, []);
+  return hash;
+}
+
+export function App({ session }: { session: Session }) {
+  const state = useSyncExternalStore(session.subscribe, session.getSnapshot);
+  const invite = inviteTokenFrom(useHash());
+  if (state.status === 'starting') {
+    return (
+      <main className="center" aria-busy="true">
+        <p>Loading Steward…</p>
+      </main>
+    );
+  }
+  if (state.status === 'mfa') return <SignIn session={session} state={state} />;
+  if (invite && state.status !== 'offline')
+    return <AcceptInvite session={session} state={state} token={invite} />;
+  if (state.status === 'signed-out') return <SignIn session={session} state={state} />;
+  return <Dashboard key={state.tenant.id} session={session} state={state} />;
+}
