@@ -21,11 +21,11 @@ const AUDIT_EVERY_MS = 60_000;
  */
 export function installGuard(app: FastifyInstance, res: Resources): void {
   const audited = new TtlCache<true>(AUDIT_EVERY_MS);
-  const auditRefusal = (request: FastifyRequest, tenantId: string) => {
+  const auditRefusal = async (request: FastifyRequest, tenantId: string) => {
     const key = `${tenantId}:${normalizeIp(request.ip)}`;
     if (audited.get(key)) return;
     audited.set(key, true);
-    void res.db
+    await res.db
       .withTenant(tenantId, (tx) =>
         res.audit.append(tx, tenantId, {
           ...auditActor(actorOf(request)),
@@ -48,7 +48,7 @@ export function installGuard(app: FastifyInstance, res: Resources): void {
     if (!guard || !principal) return payload;
     const refusal = await guard.checkPrincipal(principal, request.ip);
     if (refusal) {
-      if (refusal.code === 'IP_NOT_ALLOWED') auditRefusal(request, principal.tenantId);
+      if (refusal.code === 'IP_NOT_ALLOWED') await auditRefusal(request, principal.tenantId);
       throw refuse(refusal);
     }
     return payload;

@@ -41,8 +41,10 @@ export async function setIpAllowList(
     );
   }
   const view = await res.db.withTenant(tenantId, async (tx) => {
+    // NO KEY UPDATE, not UPDATE: an audit append elsewhere holds the chain head and then takes
+    // KEY SHARE on this row (its foreign key); FOR UPDATE would deadlock against it.
     const [before] = await tx<{ allow: unknown }[]>`
-      select settings->'ipAllowList' as allow from tenants where id = ${tenantId} for update`;
+      select settings->'ipAllowList' as allow from tenants where id = ${tenantId} for no key update`;
     if (!before) throw notFound('tenant');
     await tx`update tenants set settings = settings || ${tx.json({ ipAllowList: entries })}, updated_at = now()
              where id = ${tenantId}`;
