@@ -14,6 +14,7 @@ import { Guard } from '@steward/core/guard/guard';
 import { databaseKeyRing } from '@steward/core/keys/key-ring-store';
 import { registerKeyProviders } from '@steward/core/keys/key-providers';
 import { createKeyProviders } from '@steward/core/keys/key-settings';
+import { FileTenantKeystore } from '@steward/core/keys/tenant-keystore';
 import { ChangeFeed } from '@steward/core/live/change-feed';
 import type { Config } from './config.ts';
 import { builtinTools } from './tools.ts';
@@ -87,7 +88,12 @@ export async function openRuntime(config: Config, opts: OpenOptions = {}): Promi
     if (check.problems.length) {
       throw new Error(`the runtime database role is unsafe: ${check.problems.join('; ')}`);
     }
-    const keys = createKeyProviders(config.keys, master, databaseKeyRing(db));
+    const keys = createKeyProviders(
+      config.keys,
+      master,
+      databaseKeyRing(db),
+      FileTenantKeystore.inDataDir(config.dataDir, master),
+    );
     registerKeyProviders(master, keys);
     const tokens = new AccessTokens(master, { issuer: config.baseUrl, ttlSeconds: config.accessTokenTtl });
     const audit = new AuditLog(master);

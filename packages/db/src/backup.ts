@@ -48,6 +48,12 @@ const MANIFEST = 'manifest.json';
 /** Data directory entries never copied: the embedded cluster and its files, locks, the key (on request). */
 const SKIPPED_TOP = new Set(['postgres', 'postgres.password', 'postgres.lock', 'postgres.owner']);
 export const MASTER_KEY_FILE = 'master.key';
+/**
+ * The per-tenant key-encryption keys (packages/core/src/keys/tenant-keystore.ts). Never in a backup
+ * archive and never written by a restore: erasing a tenant destroys its key there, and a backup that
+ * carried it would bring the erased tenant's data back. Keys are backed up on their own (README).
+ */
+export const KEYSTORE_DIR = 'keystore';
 
 export class BackupError extends Error {
   readonly code: string;
@@ -131,6 +137,7 @@ async function copyDataDir(dataDir: string, dest: string, includeMasterKey: bool
       const childRel = rel ? path.join(rel, e.name) : e.name;
       if (!rel && SKIPPED_TOP.has(e.name)) continue;
       if (!rel && e.name === MASTER_KEY_FILE && !includeMasterKey) continue;
+      if (!rel && e.name === KEYSTORE_DIR) continue;
       if (e.name.endsWith('.lock')) continue;
       if (e.isDirectory()) await walk(childRel);
       else if (e.isFile()) {
@@ -194,6 +201,11 @@ export async function createBackup(opts: BackupOptions): Promise<BackupResult> {
     if (!opts.includeMasterKey) {
       warnings.push(
         'the master key is not in this backup: restoring needs the same key (master.key or STEWARD_MASTER_KEY), else secrets cannot be read and the audit chain does not verify; add --include-master-key to include it',
+      );
+    }
+    if (existsSync(path.join(opts.dataDir, KEYSTORE_DIR))) {
+      warnings.push(
+        `the tenant keys (${KEYSTORE_DIR}/ in the data directory) are not in this backup, by design: back them up separately (README, "Backups and keys"), else encrypted data cannot be read after a restore`,
       );
     }
     const sql = connect(opts.ownerUrl, { max: 1, applicationName: 'steward-backup' });
@@ -386,6 +398,7 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
     for (const f of manifest.files) {
       if (!f.path.startsWith('data/')) continue;
       const rel = f.path.slice('data/'.length);
+      if (rel.split('/')[0] === KEYSTORE_DIR) continue; // never from an archive (see KEYSTORE_DIR)
       const target = path.join(opts.dataDir, ...rel.split('/'));
       if (rel === MASTER_KEY_FILE && existsSync(target)) {
         const same = (await readFile(target)).equals(await readFile(path.join(dataRoot, rel)));

@@ -59,6 +59,9 @@ export function erasureRoutes(res: Resources) {
               tenantId: Type.String(),
               pseudonym: Type.String(),
               dataKeyDestroyed: Type.Boolean(),
+              tenantKekDestroyed: Type.Boolean({
+                description: 'its key-encryption key outside the database (keystore) was destroyed',
+              }),
               deleted: Counts,
               left: Type.Array(Type.String()),
               auditEntriesRedacted: Type.Integer(),

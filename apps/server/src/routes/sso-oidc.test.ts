@@ -290,6 +290,22 @@ describe('OIDC sign-in', () => {
     expect((await callback(forged)).statusCode).toBe(401);
   });
 
+  it('a HEAD request to the callback (a link scanner) does not consume the login state', async () => {
+    const back = await signInAtProvider();
+    for (let i = 0; i < 2; i++) {
+      const head = await t.app.inject({
+        method: 'HEAD',
+        url: `/api/v1/sso/sso-oidc/${connectionId}/callback${back.search}`,
+      });
+      expect(head.statusCode).toBe(204);
+      expect(head.headers['cache-control']).toBe('no-store');
+      expect(head.body).toBe('');
+    }
+    // The browser's GET that follows still signs in, once.
+    expectStatus(await callback(back), 303);
+    expect((await callback(back)).statusCode).toBe(401);
+  });
+
   it('never links an address whose account belongs to another tenant', async () => {
     await createTenantFixture(t, 'sso-elsewhere');
     account = 'mallory';

@@ -102,6 +102,12 @@ export function ssoRoutes(res: Resources) {
     body: Record<string, string>,
   ) {
     const { tenantSlug, connectionId } = request.params as { tenantSlug: string; connectionId: string };
+    // HEAD (link scanners, mail-security proxies) must not consume the one-time login state: answer
+    // without looking at it, so the browser's GET that follows still signs in.
+    if (request.method === 'HEAD') {
+      reply.header('cache-control', 'no-store');
+      return reply.code(204).send();
+    }
     try {
       const { code } = await finishSsoLogin(
         res,
@@ -277,7 +283,11 @@ export function ssoRoutes(res: Resources) {
           security: [],
           params: FlowParams,
           querystring: CallbackQuery,
-          response: { 303: Type.Null(), ...errors(400, 401, 404) },
+          response: {
+            204: Type.Null({ description: 'HEAD only: nothing is checked or consumed' }),
+            303: Type.Null(),
+            ...errors(400, 401, 404),
+          },
         },
       },
       async (request, reply) => callback(request, reply, request.query, {}),

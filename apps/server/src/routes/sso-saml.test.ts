@@ -213,6 +213,17 @@ describe('SAML sign-in', () => {
     );
   });
 
+  it('a HEAD request to the ACS URL (a link scanner) consumes nothing; the POST still signs in', async () => {
+    const { relayState, requestId } = await start();
+    const head = await t.app.inject({
+      method: 'HEAD',
+      url: `/api/v1/sso/sso-saml/${connectionId}/callback?RelayState=${encodeURIComponent(relayState)}`,
+    });
+    expect(head.statusCode).toBe(204);
+    expect(head.body).toBe('');
+    expectStatus(await post(relayState, samlResponse({ requestId })), 303);
+  });
+
   it('refuses a response signed with another key', async () => {
     const { relayState, requestId } = await start();
     await refused(await post(relayState, samlResponse({ requestId, signer: attacker })), /signature/i);

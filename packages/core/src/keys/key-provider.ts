@@ -20,6 +20,11 @@ export interface WrappedKey extends KeyRef {
   ciphertext: Buffer;
   /** Providers that return the nonce inside their ciphertext leave this null. */
   nonce: Buffer | null;
+  /**
+   * Set when the wrapped plaintext is the data key sealed under the tenant's KEK of this keystore
+   * (tenant-keystore.ts), not the data key itself. Null/absent: wrapped before keystores existed.
+   */
+  tenantKek?: string | null;
 }
 
 export interface KeyProvider {

@@ -2,6 +2,8 @@ import type { MasterKey } from '../crypto/master-key.ts';
 import { KeyUnwrapError, type KeyProvider, type KeyProviderName, type WrappedKey } from './key-provider.ts';
 import { memoryKeyRing, type KeyRingStore } from './key-ring-store.ts';
 import { LocalKeyProvider } from './local-key-provider.ts';
+import { open, seal, SecretUnreadableError } from '../secrets/envelope.ts';
+import type { TenantKeystore } from './tenant-keystore.ts';
 
 /**
  * The providers of an installation: the active one wraps new data keys; the local one is always
@@ -17,9 +19,17 @@ export class KeyProviders {
    */
   readonly #cache = new Map<string, { key: Buffer; until: number }>();
 
-  constructor(local: LocalKeyProvider, active?: KeyProvider) {
+  /**
+   * Per-tenant KEKs outside the database (tenant-keystore.ts). When set, every new data key is sealed
+   * under its tenant's KEK before the provider wraps it, so erasure (which destroys the KEK) also
+   * shreds the copies of the wrapped key in database backups.
+   */
+  readonly tenantKeys: TenantKeystore | undefined;
+
+  constructor(local: LocalKeyProvider, active?: KeyProvider, tenantKeys?: TenantKeystore) {
     this.local = local;
     this.active = active ?? local;
+    this.tenantKeys = tenantKeys;
   }
 
   get(name: KeyProviderName): KeyProvider | undefined {
@@ -34,15 +44,65 @@ export class KeyProviders {
     return provider.unwrap(wrapped, aad);
   }
 
-  /** Unwrap through the cache (see above). */
+  /** Wrap a new data key: sealed under the tenant's KEK (when there is a keystore), then by the provider. */
+  async wrapDataKey(tenantId: string, key: Buffer, aad: Buffer): Promise<WrappedKey> {
+    if (!this.tenantKeys) return { ...(await this.active.wrap(key, aad)), tenantKek: null };
+    const inner = await this.#sealUnderTenantKek(tenantId, key, aad);
+    return { ...(await this.active.wrap(inner, aad)), tenantKek: this.tenantKeys.id };
+  }
+
+  /**
+   * A data key wrapped before the keystore existed, re-wrapped with its tenant KEK layer added (key
+   * rotation does this, so older installations get crypto-shredding against backups too).
+   */
+  async addTenantLayer(tenantId: string, wrapped: WrappedKey, aad: Buffer): Promise<WrappedKey> {
+    if (!this.tenantKeys || wrapped.tenantKek) throw new Error('the data key has its tenant layer already');
+    const key = await this.unwrap(wrapped, aad);
+    try {
+      return await this.wrapDataKey(tenantId, key, aad);
+    } finally {
+      key.fill(0);
+    }
+  }
+
+  /** Unwrap through the cache (see above), opening the tenant KEK layer where the key has one. */
   async unwrapCached(tenantId: string, wrapped: WrappedKey, aad: Buffer): Promise<Buffer> {
     const k = `${tenantId}:${wrapped.provider}:${wrapped.keyVersion}:${wrapped.ciphertext.toString('base64')}`;
     const hit = this.#cache.get(k);
     if (hit && hit.until > Date.now()) return hit.key;
-    const key = await this.unwrap(wrapped, aad);
+    const outer = await this.unwrap(wrapped, aad);
+    const key = wrapped.tenantKek ? await this.#openTenantLayer(tenantId, wrapped.tenantKek, outer, aad) : outer;
     if (this.#cache.size >= 1000) this.#cache.delete(this.#cache.keys().next().value!);
     this.#cache.set(k, { key, until: Date.now() + 5 * 60_000 });
     return key;
+  }
+
+  async #sealUnderTenantKek(tenantId: string, key: Buffer, aad: Buffer): Promise<Buffer> {
+    const kek = await this.tenantKeys!.getOrCreate(tenantId);
+    const sealed = seal(kek, key, aad);
+    return Buffer.concat([sealed.nonce, sealed.ciphertext]);
+  }
+
+  async #openTenantLayer(tenantId: string, kekId: string, inner: Buffer, aad: Buffer): Promise<Buffer> {
+    if (!this.tenantKeys || this.tenantKeys.id !== kekId) {
+      throw new KeyUnwrapError(`the tenant keystore ${kekId} is not configured`);
+    }
+    const kek = await this.tenantKeys.get(tenantId);
+    if (!kek) throw new KeyUnwrapError('the tenant key-encryption key was destroyed');
+    try {
+      return open(kek, { nonce: inner.subarray(0, 12), ciphertext: inner.subarray(12) }, aad);
+    } catch (error) {
+      if (error instanceof SecretUnreadableError) throw new KeyUnwrapError('tenant layer does not open');
+      throw error;
+    } finally {
+      inner.fill(0);
+    }
+  }
+
+  /** Destroy a tenant's KEK (erasure) and its cached data key; true when there was a KEK. */
+  async destroyTenantKek(tenantId: string): Promise<boolean> {
+    this.forget(tenantId);
+    return (await this.tenantKeys?.destroy(tenantId)) ?? false;
   }
 
   /** Drop cached data keys: one tenant's, or all. */
@@ -70,7 +130,10 @@ export function registerKeyProviders(master: MasterKey, providers: KeyProviders)
   registry.set(master, providers);
 }
 
-/** The registered providers, or the local provider alone (with an in-memory key ring: version 1 only). */
+/**
+ * The registered providers, or the local provider alone (with an in-memory key ring: version 1 only,
+ * and no tenant keystore: data keys wrapped this way have no layer outside the database).
+ */
 export function keyProvidersFor(master: MasterKey, ring?: KeyRingStore): KeyProviders {
   let p = registry.get(master);
   if (!p) {

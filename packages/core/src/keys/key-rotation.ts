@@ -72,18 +72,22 @@ export async function rotateKeys(
         const [row] = await tx`select 1 from tenant_keys where tenant_id = ${tenantId} for update`;
         const wrapped = row ? await readWrappedKey(tx, tenantId) : undefined;
         if (!wrapped || !isStale(wrapped, current)) return false; // another run did it
-        const next = await rewrap(providers, wrapped, tenantKeyAad(tenantId));
+        // A data key from before tenant keystores gets its tenant KEK layer on the way.
+        const next =
+          providers.tenantKeys && !wrapped.tenantKek
+            ? await providers.addTenantLayer(tenantId, wrapped, tenantKeyAad(tenantId))
+            : { ...(await rewrap(providers, wrapped, tenantKeyAad(tenantId))), tenantKek: wrapped.tenantKek };
         await tx`
           update tenant_keys set wrapped_key = ${next.ciphertext}, nonce = ${next.nonce},
             key_provider = ${next.provider}, key_id = ${next.keyId}, key_version = ${next.keyVersion},
-            rewrapped_at = now()
+            tenant_kek = ${next.tenantKek ?? null}, rewrapped_at = now()
           where tenant_id = ${tenantId}`;
         await res.audit.append(tx, tenantId, {
           ...auditActor(actor),
           action: 'keys.data_key_rewrapped',
           targetType: 'tenant_key',
           targetId: tenantId,
-          details: { from: ref(wrapped), to: ref(next) },
+          details: { from: ref(wrapped), to: ref(next), tenantKek: next.tenantKek ?? null },
         });
         return true;
       });

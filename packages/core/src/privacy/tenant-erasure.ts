@@ -13,6 +13,8 @@ export interface TenantErasureReport {
   pseudonym: string;
   /** The tenant's data key was destroyed (crypto-shredding). */
   dataKeyDestroyed: boolean;
+  /** Its key-encryption key outside the database was destroyed (shreds database backups too). */
+  tenantKekDestroyed: boolean;
   deleted: Record<string, number>;
   /** Tenant tables the runtime may not delete from (should be empty). */
   left: string[];
@@ -52,7 +54,12 @@ export async function eraseTenant(
     (tx) => tx<{ seq: string | null }[]>`select max(seq) as seq from audit_log where tenant_id = ${tenantId}`,
   );
   const upToSeq = Number(head?.seq ?? 0);
-  // 1. Crypto-shredding, in its own transaction so that it holds even if a later step fails.
+  // 1. Crypto-shredding. First the tenant's key-encryption key outside the database (the keystore):
+  // no database backup holds it, so from here on no copy of the tenant's wrapped data key opens,
+  // wherever it is. Then the wrapped key itself, in its own transaction so that it holds even if a
+  // later step fails.
+  const providers = keyProvidersFor(res.master);
+  const tenantKekDestroyed = await providers.destroyTenantKek(tenantId);
   const dataKeyDestroyed = await res.db.withTenant(
     tenantId,
     async (tx) => {
@@ -62,13 +69,13 @@ export async function eraseTenant(
         action: 'privacy.tenant_key_destroyed',
         targetType: 'tenant',
         targetId: tenantId,
-        details: { destroyed: gone.length > 0 },
+        details: { destroyed: gone.length > 0, tenantKekDestroyed },
       });
-      return gone.length > 0;
+      return gone.length > 0 || tenantKekDestroyed;
     },
     asUser,
   );
-  keyProvidersFor(res.master).forget(tenantId);
+  providers.forget(tenantId);
   // 2. Files (before the slug, which names the folder, is replaced).
   if (tenant.status !== 'erased')
     await rm(path.join(res.dataDir, 'tenants', tenant.slug), { recursive: true, force: true });
@@ -119,9 +126,9 @@ export async function eraseTenant(
         action: 'privacy.tenant_erased',
         targetType: 'tenant',
         targetId: tenantId,
-        details: { dataKeyDestroyed, usersAnonymised },
+        details: { dataKeyDestroyed, tenantKekDestroyed, usersAnonymised },
       }),
     { tenantId: PLATFORM_TENANT_ID },
   );
-  return { tenantId, pseudonym, dataKeyDestroyed, ...rows, usersAnonymised };
+  return { tenantId, pseudonym, dataKeyDestroyed, tenantKekDestroyed, ...rows, usersAnonymised };
 }

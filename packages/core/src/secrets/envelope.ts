@@ -11,7 +11,9 @@ import { keyProvidersFor, type KeyProviders } from '../keys/key-providers.ts';
  *   key-encryption key (KEK) held by a key provider (packages/core/src/keys/: by default the local
  *   provider, whose version 1 is derived from the master key; or Vault/OpenBao transit, AWS KMS,
  *   PKCS#11), with additional data = the tenant id, so a wrapped key copied to another tenant's row
- *   does not unwrap.
+ *   does not unwrap. With a tenant keystore (the runtime always has one), the data key is first
+ *   sealed under the tenant's own KEK kept outside the database (keys/tenant-keystore.ts), which
+ *   erasure destroys: database backups then hold nothing that opens the tenant's data.
  * - A credential is AES-256-GCM ciphertext under its tenant's data key, with additional data binding
  *   the tenant id and the credential id: ciphertext moved to another credential or tenant fails to
  *   decrypt instead of handing out the wrong secret.
@@ -88,11 +90,11 @@ export class CredentialVault {
     const existing = await this.#readKey(tx, tenantId);
     if (existing) return existing;
     const key = randomBytes(KEY_BYTES);
-    const wrapped = await this.#providers.active.wrap(key, tenantKeyAad(tenantId));
+    const wrapped = await this.#providers.wrapDataKey(tenantId, key, tenantKeyAad(tenantId));
     const [inserted] = await tx`
-      insert into tenant_keys (tenant_id, wrapped_key, nonce, key_provider, key_id, key_version)
+      insert into tenant_keys (tenant_id, wrapped_key, nonce, key_provider, key_id, key_version, tenant_kek)
       values (${tenantId}, ${wrapped.ciphertext}, ${wrapped.nonce}, ${wrapped.provider}, ${wrapped.keyId},
-        ${wrapped.keyVersion})
+        ${wrapped.keyVersion}, ${wrapped.tenantKek ?? null})
       on conflict (tenant_id) do nothing returning tenant_id`;
     if (inserted) return key;
     // Another transaction created the key at the same moment: use that one.
@@ -137,8 +139,9 @@ export async function readWrappedKey(tx: Tx, tenantId: string): Promise<WrappedK
       key_provider: KeyProviderName;
       key_id: string;
       key_version: number;
+      tenant_kek: string | null;
     }[]
-  >`select wrapped_key, nonce, key_provider, key_id, key_version from tenant_keys where tenant_id = ${tenantId}`;
+  >`select wrapped_key, nonce, key_provider, key_id, key_version, tenant_kek from tenant_keys where tenant_id = ${tenantId}`;
   if (!row) return undefined;
   return {
     provider: row.key_provider,
@@ -146,5 +149,6 @@ export async function readWrappedKey(tx: Tx, tenantId: string): Promise<WrappedK
     keyVersion: row.key_version,
     ciphertext: row.wrapped_key,
     nonce: row.nonce,
+    tenantKek: row.tenant_kek,
   };
 }
