@@ -3,6 +3,11 @@ import { PLATFORM_TENANT_ID } from '../audit/audit-log.ts';
 import { forbidden, notFound, unauthenticated } from '../errors/app-error.ts';
 import type { Resources } from '../resources.ts';
 import { randomToken, sha256 } from '../shared/secrets.ts';
+import {
+  assertLoginAddressAllowed,
+  auditLoginAddressRefused,
+  loginAddressAllowed,
+} from '../guard/login-allow-list.ts';
 import { verifyPassword } from './passwords.ts';
 import {
   createMfaChallenge,
@@ -83,11 +88,33 @@ export async function login(
       : [];
     return { user, tenants: user ? await memberships(tx, user.id) : [], namedTenantId: named?.id };
   });
+  // A named tenant's IP allow-list is decided before the password is looked at: the same 403 for
+  // every account, known or not, right password or not (nothing about the account leaks).
+  if (namedTenantId) {
+    await assertLoginAddressAllowed(res, namedTenantId, info, { method: 'password', label: email });
+  }
   const passwordOk = await verifyPassword(user?.password_hash, input.password);
 
   let target: MembershipRow | undefined;
   if (user && passwordOk && user.status === 'active') {
-    target = input.tenant ? tenants.find((t) => t.slug === input.tenant) : tenants[0];
+    if (input.tenant) target = tenants.find((t) => t.slug === input.tenant);
+    else {
+      // No tenant named: the first membership whose allow-list admits the address. None does: the
+      // answer is the wrong-password one (a 403 here would confirm the password), audited as denied.
+      for (const m of tenants) {
+        if (await loginAddressAllowed(res, m.tenant_id, info.ip)) {
+          target = m;
+          break;
+        }
+      }
+      if (!target && tenants[0]) {
+        await auditLoginAddressRefused(res, tenants[0].tenant_id, info, {
+          method: 'password',
+          userId: user.id,
+          label: email,
+        });
+      }
+    }
     if (!target && !input.tenant && user.is_platform_admin) target = await platformTenant();
   }
   if (!user || !target) {
@@ -189,6 +216,8 @@ export async function issueSession(
   info: RequestInfo,
   opts: IssueOptions,
 ): Promise<LoginResult> {
+  // Every way in (password, passkey, SSO, the MFA step) ends here: the tenant's IP allow-list holds.
+  await assertLoginAddressAllowed(res, who.tenantId, info, { method: opts.method, userId: who.userId });
   const outcome = await res.db.withSystemAccess(
     async (tx) => {
       const subject = await issueSubject(tx, who.userId, who.tenantId);
