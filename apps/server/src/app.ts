@@ -8,6 +8,7 @@ import { installAuthentication } from './http/authenticate.ts';
 import { frameworkError, installErrorHandling } from './http/error-handler.ts';
 import { installFiniteNumbers } from './http/finite-numbers.ts';
 import { installGuard } from './http/guard-hooks.ts';
+import { installGuardResponses } from './http/guard-responses.ts';
 import { installMetrics } from './http/metrics.ts';
 import { installRouteTable } from './http/route-table.ts';
 import { ErrorResponse } from './http/schemas.ts';
@@ -85,6 +86,7 @@ export async function buildApp(res: Resources, opts: AppOptions): Promise<Fastif
     forceCloseConnections: 'idle',
   });
   installRouteTable(app);
+  installGuardResponses(app);
   // JSON only: Fastify also parses text/plain by default, a type a cross-site form can send.
   app.removeContentTypeParser('text/plain');
   app.addHook('onRequest', async (request, reply) => {
