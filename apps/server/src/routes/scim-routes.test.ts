@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LightMyRequestResponse } from 'fastify';
 import { issueSession } from '@steward/core/identity/session-service';
+import { parseFilter } from '@steward/core/scim/scim-filter';
 import {
   bearer,
   createTenantFixture,
@@ -200,6 +201,63 @@ describe('SCIM Users', () => {
     scimError(await scim(scimA, 'GET', '/Users/3f1c2a9e-7b4d-4e21-9a0c-5d6e7f809a1b'), 404);
   });
 
+  it('evaluates filters in SQL, with the same answers as the in-memory reading, and pages them', async () => {
+    const q = (filter: string, extra = '') =>
+      scim(scimA, 'GET', `/Users?filter=${encodeURIComponent(filter)}${extra}`);
+    const ids = async (filter: string) =>
+      (expectStatus(await q(filter), 200).json().Resources as { id: string }[]).map((u) => u.id).sort();
+    const all = expectStatus(await scim(scimA, 'GET', '/Users'), 200).json().Resources as Record<
+      string,
+      unknown
+    >[];
+    const filters = [
+      'userName eq "page1@corp.example" or userName eq "PAGE2@corp.example"',
+      'emails.value eq "dana@corp.example"',
+      'externalId eq "ext-dana" or displayName co "scul"',
+      'displayName co "SCUL"',
+      'displayName sw "dana"',
+      'displayName ew "scully"',
+      'userName sw "page" and userName ne "page3@corp.example"',
+      'externalId pr',
+      'externalId ne "ext-dana"',
+      'active eq true and userName co "corp"',
+      'active eq false',
+      'urn:ietf:params:scim:schemas:core:2.0:User:userName eq "dana@corp.example"',
+      'displayName co "%"',
+      `userName eq "x' or '1'='1"`,
+    ];
+    for (const f of filters) {
+      const inMemory = parseFilter(f, ['id', 'userName', 'externalId', 'displayName', 'emails.value', 'active'])!;
+      const expected = all.filter((u) => inMemory(u)).map((u) => u.id as string).sort();
+      expect(await ids(f), f).toEqual(expected);
+    }
+    expect(await ids('userName eq "page1@corp.example" or userName eq "PAGE2@corp.example"')).toHaveLength(2);
+    expect(await ids('displayName co "SCUL"')).toHaveLength(1);
+    expect(await ids('displayName co "%"')).toHaveLength(0);
+
+    // Paging applies to the filtered set, counted in full.
+    const page = expectStatus(await q('userName sw "page"', '&startIndex=2&count=1'), 200).json();
+    expect(page).toMatchObject({ totalResults: 3, startIndex: 2, itemsPerPage: 1 });
+    expect(page.Resources[0].userName).toBe('page2@corp.example');
+    const none = expectStatus(await q('userName sw "page"', '&count=0'), 200).json();
+    expect(none).toMatchObject({ totalResults: 3, itemsPerPage: 0, Resources: [] });
+    const past = expectStatus(await q('userName sw "page"', '&startIndex=10'), 200).json();
+    expect(past).toMatchObject({ totalResults: 3, itemsPerPage: 0 });
+
+    // What is not supported is 400 invalidFilter (RFC 7644 3.4.2.2), never a silent match-all.
+    for (const bad of [
+      'userName gt "a"',
+      '(userName eq "a")',
+      'emails[type eq "work"]',
+      'not (userName eq "a")',
+      'userName eq "a" or',
+      'userName eq "unterminated',
+      'title eq "x"',
+    ]) {
+      scimError(await q(bad), 400, 'invalidFilter');
+    }
+  });
+
   it('replaces and patches users (RFC 7644 PatchOp)', async () => {
     const u = await createUser('frank@corp.example', { displayName: 'Frank' });
     const put = expectStatus(
@@ -285,6 +343,23 @@ describe('SCIM Groups', () => {
       200,
     ).json();
     expect(found.totalResults).toBe(1);
+    const groups = async (filter: string) =>
+      (
+        expectStatus(
+          await scim(scimA, 'GET', `/Groups?filter=${encodeURIComponent(filter)}`),
+          200,
+        ).json() as { Resources: { id: string }[] }
+      ).Resources.map((g) => g.id);
+    expect(await groups('displayName sw "APPR"')).toEqual([group.id]);
+    expect(await groups('displayName co "rover" and members.value eq "' + hal.id + '"')).toEqual([group.id]);
+    expect(await groups('members.value eq "' + ivy.id + '"')).toEqual([]);
+    expect(await groups('members.value ne "' + hal.id + '" and displayName eq "approvers"')).toEqual([]);
+    expect(await groups('displayName eq "nobody" or members.value pr')).toEqual([group.id]);
+    scimError(
+      await scim(scimA, 'GET', `/Groups?filter=${encodeURIComponent('members.display eq "x"')}`),
+      400,
+      'invalidFilter',
+    );
 
     expectStatus(
       await scim(scimA, 'PATCH', `/Groups/${group.id}`, {

@@ -66,43 +66,54 @@ function compare(op: string, actual: unknown, expected: string | boolean): boole
   }
 }
 
-export function parseFilter(text: string | undefined, attributes: readonly string[]): Filter | undefined {
+/** A parsed filter: comparisons (attribute path without the schema URN), joined by and/or. */
+export type FilterNode =
+  | { kind: 'or' | 'and'; parts: FilterNode[] }
+  | { kind: 'cmp'; path: string; op: 'eq' | 'ne' | 'co' | 'sw' | 'ew'; value: string | boolean }
+  | { kind: 'pr'; path: string };
+
+/**
+ * Parse a filter over the given attributes. Attribute paths come back as spelled in `attributes`
+ * (so callers can map them to columns). Anything else is an `invalidFilter` error.
+ */
+export function parseFilterAst(text: string | undefined, attributes: readonly string[]): FilterNode | undefined {
   if (text === undefined || text.trim() === '') return undefined;
   if (text.length > 1000) throw new ScimError(400, 'the filter is too long', 'invalidFilter');
   const list = tokens(text);
   let i = 0;
-  const known = new Set(attributes.map((a) => a.toLowerCase()));
+  const known = new Map(attributes.map((a) => [a.toLowerCase(), a]));
 
-  function comparison(): Filter {
+  function comparison(): FilterNode {
     const attr = list[i++];
     if (!attr || attr.startsWith('"'))
       throw new ScimError(400, 'the filter needs an attribute', 'invalidFilter');
-    const path = attr.replace(/^urn:ietf:params:scim:schemas:core:2\.0:(User|Group):/i, '');
-    if (!known.has(path.toLowerCase()))
-      throw new ScimError(400, `filtering on "${attr}" is not supported`, 'invalidFilter');
+    const spelled = attr.replace(/^urn:ietf:params:scim:schemas:core:2\.0:(User|Group):/i, '');
+    const path = known.get(spelled.toLowerCase());
+    if (!path) throw new ScimError(400, `filtering on "${attr}" is not supported`, 'invalidFilter');
     const op = (list[i++] ?? '').toLowerCase();
-    if (op === 'pr') return (r) => valueOf(r, path).length > 0;
-    if (!['eq', 'ne', 'co', 'sw', 'ew'].includes(op))
+    if (op === 'pr') return { kind: 'pr', path };
+    if (op !== 'eq' && op !== 'ne' && op !== 'co' && op !== 'sw' && op !== 'ew')
       throw new ScimError(400, `the filter operator "${op}" is not supported`, 'invalidFilter');
     const raw = list[i++];
-    let expected: string | boolean;
-    if (raw?.startsWith('"')) expected = JSON.parse(raw) as string;
-    else if (raw === 'true' || raw === 'false') expected = raw === 'true';
+    let value: string | boolean;
+    if (raw?.startsWith('"')) {
+      try {
+        value = JSON.parse(raw) as string;
+      } catch {
+        throw new ScimError(400, 'the filter has a malformed string', 'invalidFilter');
+      }
+    } else if (raw === 'true' || raw === 'false') value = raw === 'true';
     else throw new ScimError(400, 'the filter value must be a quoted string or a boolean', 'invalidFilter');
-    return (r) => {
-      const values = valueOf(r, path);
-      if (op === 'ne') return values.every((v) => compare('ne', v, expected));
-      return values.some((v) => compare(op, v, expected));
-    };
+    return { kind: 'cmp', path, op, value };
   }
 
-  function conjunction(): Filter {
+  function conjunction(): FilterNode {
     const parts = [comparison()];
     while (list[i]?.toLowerCase() === 'and') {
       i++;
       parts.push(comparison());
     }
-    return (r) => parts.every((p) => p(r));
+    return parts.length === 1 ? parts[0]! : { kind: 'and', parts };
   }
 
   const alternatives = [conjunction()];
@@ -111,5 +122,32 @@ export function parseFilter(text: string | undefined, attributes: readonly strin
     alternatives.push(conjunction());
   }
   if (i !== list.length) throw new ScimError(400, 'the filter has trailing input', 'invalidFilter');
-  return (r) => alternatives.some((p) => p(r));
+  return alternatives.length === 1 ? alternatives[0]! : { kind: 'or', parts: alternatives };
+}
+
+/** A filter as a predicate over SCIM resources (in memory; the list endpoints filter in SQL). */
+export function parseFilter(text: string | undefined, attributes: readonly string[]): Filter | undefined {
+  const ast = parseFilterAst(text, attributes);
+  return ast ? predicate(ast) : undefined;
+}
+
+function predicate(node: FilterNode): Filter {
+  switch (node.kind) {
+    case 'or': {
+      const parts = node.parts.map(predicate);
+      return (r) => parts.some((p) => p(r));
+    }
+    case 'and': {
+      const parts = node.parts.map(predicate);
+      return (r) => parts.every((p) => p(r));
+    }
+    case 'pr':
+      return (r) => valueOf(r, node.path).length > 0;
+    case 'cmp':
+      return (r) => {
+        const values = valueOf(r, node.path);
+        if (node.op === 'ne') return values.every((v) => compare('ne', v, node.value));
+        return values.some((v) => compare(node.op, v, node.value));
+      };
+  }
 }

@@ -1,10 +1,18 @@
 import type { Tx } from '@steward/db/database';
 import { auditActor, type Resources } from '../resources.ts';
 import { ScimError } from './scim-error.ts';
-import { parseFilter } from './scim-filter.ts';
+import { parseFilterAst } from './scim-filter.ts';
+import { filterSql, type ColumnMap } from './scim-filter-sql.ts';
 import { forgetSessions, syncRoles } from './scim-membership.ts';
 import type { ScimCaller } from './scim-token-service.ts';
-import { memberIds, page, patchOperations, type ListParams, type ListResponse } from './scim-user-service.ts';
+import {
+  listResponse,
+  memberIds,
+  paging,
+  patchOperations,
+  type ListParams,
+  type ListResponse,
+} from './scim-user-service.ts';
 
 /**
  * SCIM Groups. A group's members get the role its displayName maps to in the tenant's SCIM settings
@@ -70,23 +78,44 @@ async function one(tx: Tx, tenantId: string, base: string, id: string): Promise<
   return (await toResources(tx, tenantId, base, rows))[0]!;
 }
 
+/** Where a filter attribute lives in the groups query (scim-filter-sql.ts). */
+function groupColumns(tx: Tx): ColumnMap {
+  return {
+    id: { kind: 'text', sql: tx`g.id::text` },
+    displayName: { kind: 'text', sql: tx`g.display_name` },
+    externalId: { kind: 'text', sql: tx`g.external_id` },
+    'members.value': {
+      kind: 'multi',
+      any: (condition) => tx`exists (select 1 from scim_group_members gm
+        where gm.tenant_id = g.tenant_id and gm.group_id = g.id and ${condition(tx`gm.user_id::text`)})`,
+    },
+  };
+}
+
+/** A page of groups: filtered, counted and paged in SQL. */
 export async function listScimGroups(
   res: Resources,
   caller: ScimCaller,
   base: string,
   q: ListParams,
 ): Promise<ListResponse<ScimGroup>> {
-  const filter = parseFilter(q.filter, GROUP_FILTER_ATTRIBUTES);
-  const all = await tx0(
+  const filter = parseFilterAst(q.filter, GROUP_FILTER_ATTRIBUTES);
+  const { startIndex, count } = paging(q);
+  return tx0(
     res,
     caller,
   )(async (tx) => {
-    const rows = await tx<Row[]>`
-      select id, display_name, external_id, created_at, updated_at from scim_groups
-      where tenant_id = ${caller.tenantId} order by created_at, id`;
-    return toResources(tx, caller.tenantId, base, rows);
+    const where = () => (filter ? tx`and (${filterSql(tx, filter, groupColumns(tx))})` : tx``);
+    const [total] = await tx<{ n: number }[]>`
+      select count(*)::int as n from scim_groups g where g.tenant_id = ${caller.tenantId} ${where()}`;
+    const rows = count
+      ? await tx<Row[]>`
+          select g.id, g.display_name, g.external_id, g.created_at, g.updated_at from scim_groups g
+          where g.tenant_id = ${caller.tenantId} ${where()}
+          order by g.created_at, g.id limit ${count} offset ${startIndex - 1}`
+      : [];
+    return listResponse(await toResources(tx, caller.tenantId, base, rows), total!.n, startIndex);
   });
-  return page(filter ? all.filter((g) => filter(g as unknown as Record<string, unknown>)) : all, q);
 }
 
 export function getScimGroup(

@@ -2,7 +2,8 @@ import type { Tx } from '@steward/db/database';
 import { normaliseEmail } from '../identity/user-service.ts';
 import { auditActor, type Resources } from '../resources.ts';
 import { ScimError } from './scim-error.ts';
-import { parseFilter } from './scim-filter.ts';
+import { parseFilterAst, type FilterNode } from './scim-filter.ts';
+import { filterSql, type ColumnMap } from './scim-filter-sql.ts';
 import { assertNotLastOwner, forgetSessions, revokeTenantSessions } from './scim-membership.ts';
 import { readScimSettings } from './scim-settings-service.ts';
 import type { ScimCaller } from './scim-token-service.ts';
@@ -64,27 +65,62 @@ export interface ListResponse<T> {
   Resources: T[];
 }
 
-export function page<T>(all: T[], q: ListParams): ListResponse<T> {
-  const startIndex = Math.max(1, q.startIndex ?? 1);
-  const count = Math.min(Math.max(0, q.count ?? 100), 500);
-  const items = all.slice(startIndex - 1, startIndex - 1 + count);
+/** startIndex (1-based, at least 1) and count (0..500, default 100) of a list request. */
+export function paging(q: ListParams): { startIndex: number; count: number } {
+  return {
+    startIndex: Math.max(1, Math.trunc(q.startIndex ?? 1)),
+    count: Math.min(Math.max(0, Math.trunc(q.count ?? 100)), 500),
+  };
+}
+
+export function listResponse<T>(items: T[], totalResults: number, startIndex: number): ListResponse<T> {
   return {
     schemas: [LIST_SCHEMA],
-    totalResults: all.length,
+    totalResults,
     startIndex,
     itemsPerPage: items.length,
     Resources: items,
   };
 }
 
-async function rows(tx: Tx, tenantId: string, userId?: string): Promise<Row[]> {
+/** Where a filter attribute lives in the query of `rows` (scim-filter-sql.ts). */
+function userColumns(tx: Tx): ColumnMap {
+  const name = { kind: 'text', sql: tx`u.name` } as const;
+  const email = { kind: 'text', sql: tx`u.email` } as const;
+  return {
+    id: { kind: 'text', sql: tx`m.user_id::text` },
+    userName: email,
+    'emails.value': email,
+    externalId: { kind: 'text', sql: tx`su.external_id` },
+    displayName: name,
+    'name.formatted': name,
+    active: { kind: 'boolean', sql: tx`(m.status = 'active' and u.status = 'active')` },
+  };
+}
+
+async function rows(
+  tx: Tx,
+  tenantId: string,
+  opts: { userId?: string; filter?: FilterNode | undefined; limit?: number; offset?: number } = {},
+): Promise<Row[]> {
   return tx<Row[]>`
     select u.id, u.email, u.name, m.status, u.status as user_status, su.external_id, m.created_at,
            greatest(m.updated_at, u.updated_at, coalesce(su.updated_at, m.updated_at)) as updated_at
     from memberships m join users u on u.id = m.user_id
     left join scim_users su on su.tenant_id = m.tenant_id and su.user_id = m.user_id
-    where m.tenant_id = ${tenantId} ${userId ? tx`and m.user_id = ${userId}` : tx``}
-    order by m.created_at, m.user_id`;
+    where m.tenant_id = ${tenantId} ${opts.userId ? tx`and m.user_id = ${opts.userId}` : tx``}
+      ${opts.filter ? tx`and (${filterSql(tx, opts.filter, userColumns(tx))})` : tx``}
+    order by m.created_at, m.user_id
+    ${opts.limit !== undefined ? tx`limit ${opts.limit} offset ${opts.offset ?? 0}` : tx``}`;
+}
+
+async function countRows(tx: Tx, tenantId: string, filter: FilterNode | undefined): Promise<number> {
+  const [r] = await tx<{ n: number }[]>`
+    select count(*)::int as n
+    from memberships m join users u on u.id = m.user_id
+    left join scim_users su on su.tenant_id = m.tenant_id and su.user_id = m.user_id
+    where m.tenant_id = ${tenantId} ${filter ? tx`and (${filterSql(tx, filter, userColumns(tx))})` : tx``}`;
+  return r!.n;
 }
 
 async function toResources(tx: Tx, tenantId: string, base: string, list: Row[]): Promise<ScimUser[]> {
@@ -121,23 +157,30 @@ const tx0 =
   <T>(fn: (tx: Tx) => Promise<T>) =>
     res.db.withSystemAccess(fn, { tenantId: caller.tenantId });
 
+/** A page of users: filtered, counted and paged in SQL (startIndex is 1-based, count at most 500). */
 export async function listScimUsers(
   res: Resources,
   caller: ScimCaller,
   base: string,
   q: ListParams,
 ): Promise<ListResponse<ScimUser>> {
-  const filter = parseFilter(q.filter, USER_FILTER_ATTRIBUTES);
-  const all = await tx0(
+  const filter = parseFilterAst(q.filter, USER_FILTER_ATTRIBUTES);
+  const { startIndex, count } = paging(q);
+  return tx0(
     res,
     caller,
-  )(async (tx) => toResources(tx, caller.tenantId, base, await rows(tx, caller.tenantId)));
-  return page(filter ? all.filter((u) => filter(u as unknown as Record<string, unknown>)) : all, q);
+  )(async (tx) => {
+    const total = await countRows(tx, caller.tenantId, filter);
+    const list = count
+      ? await rows(tx, caller.tenantId, { filter, limit: count, offset: startIndex - 1 })
+      : [];
+    return listResponse(await toResources(tx, caller.tenantId, base, list), total, startIndex);
+  });
 }
 
 async function one(tx: Tx, tenantId: string, base: string, id: string): Promise<ScimUser> {
   if (!/^[0-9a-f-]{36}$/i.test(id)) throw new ScimError(404, 'user not found');
-  const [row] = await rows(tx, tenantId, id);
+  const [row] = await rows(tx, tenantId, { userId: id });
   if (!row) throw new ScimError(404, 'user not found');
   return (await toResources(tx, tenantId, base, [row]))[0]!;
 }
