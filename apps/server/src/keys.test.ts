@@ -12,7 +12,7 @@ import {
   type VaultTransitServer,
 } from '@steward/core/keys/testing/vault-transit-server';
 import { SYSTEM_ACTOR } from '@steward/core/resources';
-import { SecretUnreadableError } from '@steward/core/secrets/envelope';
+import { SecretUnreadableError, tenantKeyAad } from '@steward/core/secrets/envelope';
 import { createTenant, type Tenant } from '@steward/core/tenants/tenant-service';
 import { createTestDatabase, type TestDatabase } from '@steward/db/testing/test-database';
 import { cliFor } from './testing/cli-runner.ts';
@@ -181,6 +181,52 @@ describe('local key provider: rotation', () => {
   });
 });
 
+describe('tenant keystore: data keys from before it get its layer at rotation', () => {
+  let t: TestApp;
+  afterAll(() => t?.close());
+
+  it('rotation adds the tenant KEK layer to a legacy data key; erasing the KEK then shreds it', async () => {
+    t = await createTestApp();
+    const legacy = await seedTenant(t, 'keys-legacy');
+    const providers = t.res.keys!;
+    // Make the data key what it was before keystores existed: wrapped by the provider alone.
+    const [row] = await t.db.owner<
+      { wrapped_key: Buffer; nonce: Buffer; key_version: number; tenant_kek: string }[]
+    >`
+      select wrapped_key, nonce, key_version, tenant_kek from tenant_keys where tenant_id = ${legacy.id}`;
+    expect(row!.tenant_kek).toBe('file:v1');
+    const aad = tenantKeyAad(legacy.id);
+    const dataKey = await providers.unwrapCached(
+      legacy.id,
+      {
+        provider: 'local',
+        keyId: 'tenant-kek',
+        keyVersion: row!.key_version,
+        ciphertext: row!.wrapped_key,
+        nonce: row!.nonce,
+        tenantKek: row!.tenant_kek,
+      },
+      aad,
+    );
+    const old = await providers.local.wrap(dataKey, aad);
+    await t.db.owner`update tenant_keys set wrapped_key = ${old.ciphertext}, nonce = ${old.nonce},
+      key_version = ${old.keyVersion}, tenant_kek = null where tenant_id = ${legacy.id}`;
+    providers.forget();
+    expect((await secretOf(t, legacy.id, 'one')).secret).toBe('keys-legacy-secret-one');
+
+    const report = await rotateKeys(t.res, providers, SYSTEM_ACTOR);
+    expect(report).toMatchObject({ rewrapped: 1, failed: [] });
+    const [after] = await t.db.owner<{ tenant_kek: string | null }[]>`
+      select tenant_kek from tenant_keys where tenant_id = ${legacy.id}`;
+    expect(after!.tenant_kek).toBe('file:v1');
+    providers.forget();
+    expect((await secretOf(t, legacy.id, 'two')).secret).toBe('keys-legacy-secret-two');
+    // With the layer, destroying the tenant KEK alone (the row intact, as in a backup) shreds it.
+    expect(await providers.destroyTenantKek(legacy.id)).toBe(true);
+    await expect(secretOf(t, legacy.id, 'one')).rejects.toBeInstanceOf(SecretUnreadableError);
+  });
+});
+
 describe('moving from the local provider to Vault transit, then rotating in Vault', () => {
   let vault: VaultTransitServer;
   let db: TestDatabase;
@@ -188,15 +234,18 @@ describe('moving from the local provider to Vault transit, then rotating in Vaul
   let t: TestApp;
   let a: Tenant;
   let b: Tenant;
+  // One installation switching providers: the same database and the same data directory (keystore).
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'steward-keys-vault-'));
   beforeAll(async () => {
     vault = await startVaultTransitServer();
     db = await createTestDatabase();
-    local = await createTestApp({ database: db });
+    local = await createTestApp({ database: db, env: { STEWARD_DATA_DIR: dataDir } });
     a = await seedTenant(local, 'vault-a');
     await local.close();
     t = await createTestApp({
       database: db,
       env: {
+        STEWARD_DATA_DIR: dataDir,
         STEWARD_KMS_PROVIDER: 'vault',
         STEWARD_KMS_VAULT_ADDR: vault.url,
         STEWARD_KMS_VAULT_TOKEN: vault.token,
@@ -208,6 +257,7 @@ describe('moving from the local provider to Vault transit, then rotating in Vaul
     await t?.close();
     await db?.drop();
     await vault?.close();
+    rmSync(dataDir, { recursive: true, force: true });
   });
 
   it('keeps local-wrapped keys readable, wraps new ones in Vault, and rotation moves everything to Vault', async () => {
@@ -231,34 +281,42 @@ describe('moving from the local provider to Vault transit, then rotating in Vaul
     expect((await secretOf(t, b.id, 'two')).secret).toBe('vault-b-secret-two');
   });
 
-  it('crypto-shredding reaches old backups once the KEK version is retired', async () => {
+  it('crypto-shredding reaches old backups at once (tenant keystore), and after retiring the KEK version', async () => {
     // A backup of tenant A's wrapped data key and encrypted credentials, taken before its erasure.
-    const [keyRow] = await db.owner<{ wrapped_key: Buffer; key_version: number }[]>`
-      select wrapped_key, key_version from tenant_keys where tenant_id = ${a.id}`;
+    const [keyRow] = await db.owner<
+      { wrapped_key: Buffer; key_version: number; tenant_kek: string | null }[]
+    >`
+      select wrapped_key, key_version, tenant_kek from tenant_keys where tenant_id = ${a.id}`;
+    expect(keyRow!.tenant_kek).toBe('file:v1');
     const creds = await db.owner<
       { id: string; name: string; secret_ciphertext: Buffer; secret_nonce: Buffer }[]
     >`
       select id, name, secret_ciphertext, secret_nonce from connections where tenant_id = ${a.id}`;
     await eraseTenant(t.res, a.id, SYSTEM_ACTOR, 'vault-a');
-    const restore = async () => {
+    const restore = async (tenantKek: string | null) => {
       await db.owner`delete from connections where tenant_id = ${a.id}`;
       await db.owner`delete from tenant_keys where tenant_id = ${a.id}`;
-      await db.owner`insert into tenant_keys (tenant_id, wrapped_key, key_provider, key_id, key_version)
-        values (${a.id}, ${keyRow!.wrapped_key}, 'vault', 'transit/steward', ${keyRow!.key_version})`;
+      await db.owner`insert into tenant_keys (tenant_id, wrapped_key, key_provider, key_id, key_version, tenant_kek)
+        values (${a.id}, ${keyRow!.wrapped_key}, 'vault', 'transit/steward', ${keyRow!.key_version}, ${tenantKek})`;
       for (const c of creds) {
         await db.owner`insert into connections (tenant_id, id, kind, name, config, secret_ciphertext, secret_nonce)
           values (${a.id}, ${c.id}, 'smtp', ${c.name}, '{}'::jsonb, ${c.secret_ciphertext}, ${c.secret_nonce})`;
       }
     };
-    // Restored from that backup while the KEK version still exists, the credentials are readable...
-    await restore();
-    expect((await secretOf(t, a.id, 'one')).secret).toBe('vault-a-secret-one');
-    // ...so: rotate (tenant B moves to a new version) and retire the old versions.
+    // Restored from that backup, the credentials are unreadable although the Vault KEK version still
+    // exists: the tenant's KEK in the keystore is gone. Tampering with the row's marker does not help.
+    expect(vault.latestVersion('steward')).toBe(2);
+    for (const marker of ['file:v1', null]) {
+      await restore(marker);
+      await expect(secretOf(t, a.id, 'one')).rejects.toBeInstanceOf(SecretUnreadableError);
+    }
+    expect((await secretOf(t, b.id, 'one')).secret).toBe('vault-b-secret-one');
+    // Retiring old versions still works (and shreds data keys wrapped before the keystore existed).
     await db.owner`delete from tenant_keys where tenant_id = ${a.id}`;
     expect(await rotateKeys(t.res, t.res.keys!, SYSTEM_ACTOR)).toMatchObject({ keyVersion: 3, rewrapped: 1 });
     const cli = await retireOldKeyVersions(t.res, t.res.keys!, SYSTEM_ACTOR);
     expect(cli).toMatchObject({ provider: 'vault', retired: [2] });
-    await restore();
+    await restore('file:v1');
     await expect(secretOf(t, a.id, 'one')).rejects.toBeInstanceOf(SecretUnreadableError);
     expect((await secretOf(t, b.id, 'one')).secret).toBe('vault-b-secret-one');
     await db.owner`delete from connections where tenant_id = ${a.id}`;

@@ -71,7 +71,11 @@ export class KeyProviders {
     const hit = this.#cache.get(k);
     if (hit && hit.until > Date.now()) return hit.key;
     const outer = await this.unwrap(wrapped, aad);
-    const key = wrapped.tenantKek ? await this.#openTenantLayer(tenantId, wrapped.tenantKek, outer, aad) : outer;
+    const key = wrapped.tenantKek
+      ? await this.#openTenantLayer(tenantId, wrapped.tenantKek, outer, aad)
+      : outer;
+    // A layered key whose marker was dropped (or any other damage) is not a data key: refuse it.
+    if (key.length !== 32) throw new KeyUnwrapError('not a data key');
     if (this.#cache.size >= 1000) this.#cache.delete(this.#cache.keys().next().value!);
     this.#cache.set(k, { key, until: Date.now() + 5 * 60_000 });
     return key;
