@@ -107,14 +107,19 @@ describe('crypto-shredding covers database backups', () => {
     const targetUrl = withDatabase(t.db.ownerUrl, targetName);
     await restoreBackup({ file: archive, ownerUrl: targetUrl, dataDir: freshDir, force: false });
     const rt = await openRuntime(
-      loadConfig({ DATABASE_URL: targetUrl, STEWARD_DATA_DIR: freshDir, STEWARD_MASTER_KEY: TEST_MASTER_KEY }),
+      loadConfig({
+        DATABASE_URL: targetUrl,
+        STEWARD_DATA_DIR: freshDir,
+        STEWARD_MASTER_KEY: TEST_MASTER_KEY,
+      }),
     );
     try {
       const vault = vaultFor(rt.res.master);
       // The erased tenant is back, rows, wrapped data key and ciphertext included: none of it opens.
       const [wrapped] = await rt.res.db.withTenant(
         gone.tenant.id,
-        (tx) => tx<{ n: number }[]>`select count(*)::int as n from tenant_keys where tenant_id = ${gone.tenant.id}`,
+        (tx) =>
+          tx<{ n: number }[]>`select count(*)::int as n from tenant_keys where tenant_id = ${gone.tenant.id}`,
       );
       expect(wrapped!.n).toBe(1);
       await expect(

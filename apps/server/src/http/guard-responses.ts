@@ -3,7 +3,8 @@ import type { FastifyInstance } from 'fastify';
 import { isPublic, type Access } from './access.ts';
 
 const rateLimited = Type.Ref('ErrorResponse', {
-  description: 'RATE_LIMITED: a request quota (per address, tenant or API key) or the sign-in limit is used up; see Retry-After',
+  description:
+    'RATE_LIMITED: a request quota (per address, tenant or API key) or the sign-in limit is used up; see Retry-After',
 });
 const ipNotAllowed = Type.Ref('ErrorResponse', {
   description:

@@ -227,8 +227,18 @@ describe('SCIM Users', () => {
       `userName eq "x' or '1'='1"`,
     ];
     for (const f of filters) {
-      const inMemory = parseFilter(f, ['id', 'userName', 'externalId', 'displayName', 'emails.value', 'active'])!;
-      const expected = all.filter((u) => inMemory(u)).map((u) => u.id as string).sort();
+      const inMemory = parseFilter(f, [
+        'id',
+        'userName',
+        'externalId',
+        'displayName',
+        'emails.value',
+        'active',
+      ])!;
+      const expected = all
+        .filter((u) => inMemory(u))
+        .map((u) => u.id as string)
+        .sort();
       expect(await ids(f), f).toEqual(expected);
     }
     expect(await ids('userName eq "page1@corp.example" or userName eq "PAGE2@corp.example"')).toHaveLength(2);

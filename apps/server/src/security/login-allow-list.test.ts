@@ -68,7 +68,10 @@ describe('IP allow-list at sign-in', () => {
   });
 
   it('from inside the list, sign-in works as usual (and a wrong password is 401)', async () => {
-    const ok = expectStatus(await login('only@login-walled.test', TEST_PASSWORD, INSIDE, 'login-walled'), 200);
+    const ok = expectStatus(
+      await login('only@login-walled.test', TEST_PASSWORD, INSIDE, 'login-walled'),
+      200,
+    );
     expect(ok.json().tenant.slug).toBe('login-walled');
     expectStatus(await login('only@login-walled.test', 'wrong password', INSIDE, 'login-walled'), 401);
   });
@@ -83,7 +86,9 @@ describe('IP allow-list at sign-in', () => {
   });
 
   it('passkey, SSO and MFA sign-ins (all through issueSession) are refused the same way', async () => {
-    const [user] = await t.db.owner<{ id: string }[]>`select id from users where email = 'only@login-walled.test'`;
+    const [user] = await t.db.owner<
+      { id: string }[]
+    >`select id from users where email = 'only@login-walled.test'`;
     const refused = await issueSession(
       t.res,
       { userId: user!.id, tenantId: walled.tenant.id },
@@ -102,7 +107,9 @@ describe('IP allow-list at sign-in', () => {
   });
 
   it('every refused sign-in is audited in the tenant, denied, with the reason', async () => {
-    const rows = await t.db.owner<{ outcome: string; ip: string; details: { reason: string; method: string } }[]>`
+    const rows = await t.db.owner<
+      { outcome: string; ip: string; details: { reason: string; method: string } }[]
+    >`
       select outcome, ip, details from audit_log
       where tenant_id = ${walled.tenant.id} and action = 'auth.login' and outcome = 'denied' order by seq`;
     expect(rows.length).toBeGreaterThanOrEqual(5);

@@ -29,9 +29,13 @@ export async function assertLoginAddressAllowed(
 ): Promise<void> {
   if (await loginAddressAllowed(res, tenantId, info.ip)) return;
   await auditLoginAddressRefused(res, tenantId, info, who);
-  throw new AppError('IP_NOT_ALLOWED', `the tenant's IP allow-list does not include ${normalizeIp(info.ip!)}`, {
-    details: { ip: normalizeIp(info.ip!) },
-  });
+  throw new AppError(
+    'IP_NOT_ALLOWED',
+    `the tenant's IP allow-list does not include ${normalizeIp(info.ip!)}`,
+    {
+      details: { ip: normalizeIp(info.ip!) },
+    },
+  );
 }
 
 export async function auditLoginAddressRefused(

@@ -136,7 +136,13 @@ describe('crypto-shredding with Vault / OpenBao transit', () => {
   });
   afterAll(() => vault.close());
   shreddingContract(
-    () => new VaultTransitProvider({ address: vault.url, token: vault.token, keyName: 'steward', mount: 'transit' }),
+    () =>
+      new VaultTransitProvider({
+        address: vault.url,
+        token: vault.token,
+        keyName: 'steward',
+        mount: 'transit',
+      }),
   );
 });
 

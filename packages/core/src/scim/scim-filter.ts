@@ -76,7 +76,10 @@ export type FilterNode =
  * Parse a filter over the given attributes. Attribute paths come back as spelled in `attributes`
  * (so callers can map them to columns). Anything else is an `invalidFilter` error.
  */
-export function parseFilterAst(text: string | undefined, attributes: readonly string[]): FilterNode | undefined {
+export function parseFilterAst(
+  text: string | undefined,
+  attributes: readonly string[],
+): FilterNode | undefined {
   if (text === undefined || text.trim() === '') return undefined;
   if (text.length > 1000) throw new ScimError(400, 'the filter is too long', 'invalidFilter');
   const list = tokens(text);
