@@ -10,6 +10,7 @@ import {
   updateSsoConnection,
 } from '@steward/core/sso/sso-connection-service';
 import {
+  assertSsoCallback,
   exchangeSsoCode,
   finishSsoLogin,
   ssoMetadata,
@@ -103,8 +104,9 @@ export function ssoRoutes(res: Resources) {
   ) {
     const { tenantSlug, connectionId } = request.params as { tenantSlug: string; connectionId: string };
     // HEAD (link scanners, mail-security proxies) must not consume the one-time login state: answer
-    // without looking at it, so the browser's GET that follows still signs in.
+    // without looking at it (only that the connection exists), so the browser's GET still signs in.
     if (request.method === 'HEAD') {
+      await assertSsoCallback(res, tenantSlug, connectionId);
       reply.header('cache-control', 'no-store');
       return reply.code(204).send();
     }

@@ -74,6 +74,12 @@ export async function startSsoLogin(
 }
 
 /** SAML service provider metadata of a connection (public: it holds nothing secret). */
+/** 404 unless the tenant and connection of a callback URL exist (HEAD: checks without consuming). */
+export async function assertSsoCallback(res: Resources, slug: string, connectionId: string): Promise<void> {
+  const tenantId = await tenantOf(res, slug);
+  await res.db.withTenant(tenantId, (tx) => resolveSsoConnection(res, tx, tenantId, connectionId));
+}
+
 export async function ssoMetadata(res: Resources, slug: string, connectionId: string): Promise<string> {
   const tenantId = await tenantOf(res, slug);
   const conn = await res.db.withTenant(tenantId, (tx) =>
