@@ -755,8 +755,10 @@ describe('the reaper', () => {
       error: { code: string; retryable: boolean } | null;
     };
     const row = async () =>
-      (await t.db.owner<Row[]>`
-        select status, attempts, max_attempts, next_attempt_at, error from steps where id = ${step.id}`)[0]!;
+      (
+        await t.db.owner<Row[]>`
+        select status, attempts, max_attempts, next_attempt_at, error from steps where id = ${step.id}`
+      )[0]!;
     expect((await row()).max_attempts).toBe(5);
 
     // Its fourth run was lost (the claim counted it): recovered, but not at once - after a backoff.
@@ -784,7 +786,11 @@ describe('the reaper', () => {
                        lease_expires_at = now() - interval '1 second' where id = ${step.id}`;
     await reapStep(t.res, fx.tenant.id, step.id);
     const dead = await row();
-    expect(dead).toMatchObject({ status: 'dead', attempts: 5, error: { code: 'WORKER_LOST', retryable: false } });
+    expect(dead).toMatchObject({
+      status: 'dead',
+      attempts: 5,
+      error: { code: 'WORKER_LOST', retryable: false },
+    });
     expect((dead.error as unknown as { message: string }).message).toContain('5 attempts');
     expect((await getTask(fx, taskId)).status).toBe('failed');
     // The job still queued for the recovered run finds a dead letter and runs nothing.

@@ -158,7 +158,11 @@ async function recoverLost(res: Resources, tx: Tx, step: StepRow): Promise<void>
     });
   }
   const runAt = new Date(Date.now() + backoffMs(step.attempts));
-  const error = { code: 'WORKER_LOST', message: 'the worker running this step stopped mid-call', retryable: true };
+  const error = {
+    code: 'WORKER_LOST',
+    message: 'the worker running this step stopped mid-call',
+    retryable: true,
+  };
   await tx`update steps set status = 'ready', error = ${tx.json(error as never)}, lease_expires_at = null,
              next_attempt_at = ${runAt}, updated_at = now() where tenant_id = ${tenantId} and id = ${step.id}`;
   await res.audit.append(tx, tenantId, {
