@@ -44,6 +44,10 @@ export interface Config {
   leaseSeconds: number;
   /** The installation allows stdio MCP servers (commands on this host); tenants must opt in too. */
   mcpAllowStdio: boolean;
+  /** Seconds an unused pooled MCP connection stays open (STEWARD_MCP_IDLE_SECONDS). */
+  mcpIdleSeconds: number;
+  /** Pooled MCP connections per process at most (STEWARD_MCP_MAX_CONNECTIONS). */
+  mcpMaxConnections: number;
   /** Brute-force limits and request quotas (0: no limit). */
   rateLimits: {
     loginFailuresPerAccount: number;
@@ -272,6 +276,8 @@ export function loadConfig(
     workerConcurrency: int('STEWARD_WORKER_CONCURRENCY', 8, 1, 200),
     leaseSeconds: int('STEWARD_LEASE_SECONDS', 15, 2, 3600),
     mcpAllowStdio: bool('STEWARD_MCP_STDIO'),
+    mcpIdleSeconds: int('STEWARD_MCP_IDLE_SECONDS', 60, 1, 86_400),
+    mcpMaxConnections: int('STEWARD_MCP_MAX_CONNECTIONS', 50, 1, 10_000),
     siemDestinations: siem.destinations,
     llm: { provider, anthropicApiKey, openaiApiKey, openaiBaseUrl, model: str('STEWARD_LLM_MODEL') },
     keys,
