@@ -115,6 +115,9 @@ export const ENVIRONMENT = {
   STEWARD_LLM_MODEL: 'model name for the LLM planner',
   STEWARD_MCP_STDIO:
     '1 to allow stdio MCP servers (commands run on this host) for tenants whose setting mcp.allowStdio is true (default off)',
+  STEWARD_MCP_IDLE_SECONDS:
+    'seconds an unused MCP connection (a stdio process, an HTTP session) stays open for reuse (default 60)',
+  STEWARD_MCP_MAX_CONNECTIONS: 'open MCP connections per process at most (default 50)',
   STEWARD_KMS_PROVIDER: 'key provider wrapping tenant data keys: local (default), vault, aws-kms or pkcs11',
   STEWARD_KMS_VAULT_ADDR: 'Vault/OpenBao address for STEWARD_KMS_PROVIDER=vault (https://host:8200)',
   STEWARD_KMS_VAULT_TOKEN:
