@@ -2,7 +2,10 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { McpClientPool } from '@steward/core/mcp/mcp-pool';
 import {
@@ -15,6 +18,7 @@ import {
 import { SYSTEM_ACTOR } from '@steward/core/resources';
 import { updateTenant } from '@steward/core/tenants/tenant-service';
 import { startHttpMcp, type HttpMcpServer } from './testing/mcp-http.ts';
+import { invoiceServer, type RecordedMcpCall } from './testing/mcp-invoice-server.mjs';
 import { createTenantFixture, createTestApp, type TenantFixture, type TestApp } from './testing/test-app.ts';
 
 /**
@@ -111,6 +115,40 @@ async function lookup(server: string, n: number): Promise<string> {
     { number: `INV-${n}` },
   );
   return String(result.text);
+}
+
+/** The invoice server over HTTP with sessions, which it can forget (as after a restart). */
+async function sessionfulMcp() {
+  const sessions = new Map<string, StreamableHTTPServerTransport>();
+  const calls: RecordedMcpCall[] = [];
+  const server: Server = createServer((req, res) => {
+    const id = req.headers['mcp-session-id'];
+    if (typeof id === 'string') {
+      const known = sessions.get(id);
+      if (!known) return void res.writeHead(404).end('unknown session');
+      return void known.handleRequest(req, res);
+    }
+    const transport = new StreamableHTTPServerTransport({
+      sessionIdGenerator: () => randomUUID(),
+      enableJsonResponse: true,
+      onsessioninitialized: (sid) => void sessions.set(sid, transport),
+    });
+    void invoiceServer((c) => calls.push(c))
+      .connect(transport)
+      .then(() => transport.handleRequest(req, res));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`,
+    calls,
+    sessions,
+    forget: () => sessions.clear(),
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
 }
 
 describe('MCP connection pool', () => {
@@ -234,5 +272,31 @@ describe('MCP connection pool', () => {
     expect(await lookup('shutdown', 2)).toContain('INV-2');
     expect(p.size).toBe(0);
     await until(async () => (await started(s.pidLog)).every((x) => !alive(x)), 'the one-off process to exit');
+  });
+  it('an HTTP session the server forgot: the call goes again on a new session, once', async () => {
+    const p = usePool();
+    const web = await sessionfulMcp();
+    try {
+      const server = await createMcpServer(t.res, a.tenant.id, SYSTEM_ACTOR, {
+        name: 'sessions',
+        transport: 'http',
+        url: web.url,
+        allowedTools: ['lookup_invoice'],
+      });
+      await listServerTools(t.res, a.tenant.id, server.id);
+      await lookup('sessions', 1);
+      expect(p.opened).toBe(1);
+      expect(web.sessions.size).toBe(1);
+      // The server restarted: it answers 404 to the old session, so the request never reached a tool.
+      web.forget();
+      expect(await lookup('sessions', 2)).toContain('INV-2');
+      expect(p.opened).toBe(2);
+      expect(web.calls.map((c) => c.args)).toEqual([{ number: 'INV-1' }, { number: 'INV-2' }]);
+      await lookup('sessions', 3);
+      expect(p.opened).toBe(2);
+      await deleteMcpServer(t.res, a.tenant.id, SYSTEM_ACTOR, server.id);
+    } finally {
+      await web.close();
+    }
   });
 });

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { connectMcpClient, withMcpClient, type McpEndpoint, type McpNetworkOptions } from './mcp-client.ts';
 
 /**
@@ -64,9 +65,7 @@ export function endpointFingerprint(endpoint: McpEndpoint, net: McpNetworkOption
 
 /** An error that shows the request never reached the server, so repeating it is safe. */
 function notDelivered(e: unknown): boolean {
-  const code = (e as { code?: unknown })?.code;
-  const name = (e as { constructor?: { name?: string } })?.constructor?.name;
-  if (name === 'StreamableHTTPError' && code === 404) return true; // session unknown to the server
+  if (e instanceof StreamableHTTPError && e.code === 404) return true; // a session the server forgot
   return (e as Error)?.message === 'Not connected';
 }
 
