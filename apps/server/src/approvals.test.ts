@@ -740,6 +740,98 @@ describe('the reaper', () => {
     expect(recovered!.n).toBe(0);
   });
 
+  it('a retryable step whose worker keeps dying is retried with backoff, then dead-lettered (WORKER_LOST)', async () => {
+    const fx = await tenant('ap-reap-cap');
+    await playbook(fx, 'lose-worker', [{ key: 'r', tool: 'test.record', args: { note: 'cap' } }]);
+    const taskId = await event(fx, 'lose-worker now');
+    const step = stepOf(await waitFor(fx, taskId, 'done'), 'r');
+    // As if it were still executing.
+    await t.db.owner`update tasks set status = 'executing', finished_at = null where id = ${taskId}`;
+    type Row = {
+      status: string;
+      attempts: number;
+      max_attempts: number;
+      next_attempt_at: Date | null;
+      error: { code: string; retryable: boolean } | null;
+    };
+    const row = async () =>
+      (
+        await t.db.owner<Row[]>`
+        select status, attempts, max_attempts, next_attempt_at, error from steps where id = ${step.id}`
+      )[0]!;
+    expect((await row()).max_attempts).toBe(5);
+
+    // Its fourth run was lost (the claim counted it): recovered, but not at once - after a backoff.
+    await t.db.owner`update steps set status = 'running', attempts = 4,
+                       lease_expires_at = now() - interval '1 second' where id = ${step.id}`;
+    const before = Date.now();
+    await reapStep(t.res, fx.tenant.id, step.id);
+    const recovered = await row();
+    expect(recovered).toMatchObject({
+      status: 'ready',
+      attempts: 4,
+      error: { code: 'WORKER_LOST', retryable: true },
+    });
+    // backoffMs(4): between 4 and 8 seconds.
+    expect(recovered.next_attempt_at!.getTime()).toBeGreaterThanOrEqual(before + 3900);
+    expect(recovered.next_attempt_at!.getTime()).toBeLessThanOrEqual(Date.now() + 8100);
+    const [job] = await t.db.owner<{ run_at: Date }[]>`
+      select run_at from graphile_worker.jobs where key = ${`step:${step.id}`}`;
+    expect(Math.abs(job!.run_at.getTime() - recovered.next_attempt_at!.getTime())).toBeLessThan(5);
+    await settle();
+    expect(callsOf('ap-reap-cap')).toHaveLength(1);
+
+    // Its fifth and last attempt was lost too: a dead letter, not a sixth run.
+    await t.db.owner`update steps set status = 'running', attempts = 5,
+                       lease_expires_at = now() - interval '1 second' where id = ${step.id}`;
+    await reapStep(t.res, fx.tenant.id, step.id);
+    const dead = await row();
+    expect(dead).toMatchObject({
+      status: 'dead',
+      attempts: 5,
+      error: { code: 'WORKER_LOST', retryable: false },
+    });
+    expect((dead.error as unknown as { message: string }).message).toContain('5 attempts');
+    expect((await getTask(fx, taskId)).status).toBe('failed');
+    // The job still queued for the recovered run finds a dead letter and runs nothing.
+    await runStep(t.res, fx.tenant.id, step.id);
+    expect((await row()).status).toBe('dead');
+    expect(callsOf('ap-reap-cap')).toHaveLength(1);
+    const [audit] = await t.db.owner<{ n: number }[]>`
+      select count(*)::int as n from audit_log where action = 'step.recovered' and target_id = ${step.id}`;
+    expect(audit!.n).toBe(1);
+
+    // A person retries it: one more attempt, which runs.
+    expectStatus(await api(fx.token, 'POST', `/dead-letters/${step.id}/retry`), 200);
+    const done = await waitFor(fx, taskId, 'done');
+    expect(stepOf(done, 'r')).toMatchObject({ status: 'succeeded', attempts: 6 });
+    expect(callsOf('ap-reap-cap')).toHaveLength(2);
+  });
+
+  it('a re-delivered job of a retryable step whose worker died counts the lost run the same way', async () => {
+    const fx = await tenant('ap-redeliver-cap');
+    await playbook(fx, 'redeliver-cap', [{ key: 'r', tool: 'test.record', args: { note: 'again' } }]);
+    const taskId = await event(fx, 'redeliver-cap now');
+    const step = stepOf(await waitFor(fx, taskId, 'done'), 'r');
+    // Attempts left: recovered with a backoff instead of running at once in the re-delivered job.
+    await t.db.owner`update steps set status = 'running', attempts = 2,
+                       lease_expires_at = now() - interval '1 second' where id = ${step.id}`;
+    await runStep(t.res, fx.tenant.id, step.id);
+    const [ready] = await t.db.owner<{ status: string; next_attempt_at: Date }[]>`
+      select status, next_attempt_at from steps where id = ${step.id}`;
+    expect(ready!.status).toBe('ready');
+    expect(ready!.next_attempt_at.getTime()).toBeGreaterThan(Date.now() + 500);
+    expect(callsOf('ap-redeliver-cap')).toHaveLength(1);
+    // None left: a dead letter.
+    await t.db.owner`update steps set status = 'running', attempts = 5,
+                       lease_expires_at = now() - interval '1 second' where id = ${step.id}`;
+    await runStep(t.res, fx.tenant.id, step.id);
+    const [row] = await t.db.owner<{ status: string; error: { code: string } }[]>`
+      select status, error from steps where id = ${step.id}`;
+    expect(row).toMatchObject({ status: 'dead', error: { code: 'WORKER_LOST' } });
+    expect(callsOf('ap-redeliver-cap')).toHaveLength(1);
+  });
+
   it('a re-delivered job of such a step (its worker died) does not run it either', async () => {
     const fx = await tenant('ap-redeliver');
     await playbook(fx, 'pay-twice', [{ key: 'r', tool: 'test.record', args: { note: 'twice' } }]);

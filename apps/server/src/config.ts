@@ -44,6 +44,10 @@ export interface Config {
   leaseSeconds: number;
   /** The installation allows stdio MCP servers (commands on this host); tenants must opt in too. */
   mcpAllowStdio: boolean;
+  /** Seconds an unused pooled MCP connection stays open (STEWARD_MCP_IDLE_SECONDS). */
+  mcpIdleSeconds: number;
+  /** Pooled MCP connections per process at most (STEWARD_MCP_MAX_CONNECTIONS). */
+  mcpMaxConnections: number;
   /** Brute-force limits and request quotas (0: no limit). */
   rateLimits: {
     loginFailuresPerAccount: number;
@@ -111,6 +115,9 @@ export const ENVIRONMENT = {
   STEWARD_LLM_MODEL: 'model name for the LLM planner',
   STEWARD_MCP_STDIO:
     '1 to allow stdio MCP servers (commands run on this host) for tenants whose setting mcp.allowStdio is true (default off)',
+  STEWARD_MCP_IDLE_SECONDS:
+    'seconds an unused MCP connection (a stdio process, an HTTP session) stays open for reuse (default 60)',
+  STEWARD_MCP_MAX_CONNECTIONS: 'open MCP connections per process at most (default 50)',
   STEWARD_KMS_PROVIDER: 'key provider wrapping tenant data keys: local (default), vault, aws-kms or pkcs11',
   STEWARD_KMS_VAULT_ADDR: 'Vault/OpenBao address for STEWARD_KMS_PROVIDER=vault (https://host:8200)',
   STEWARD_KMS_VAULT_TOKEN:
@@ -272,6 +279,8 @@ export function loadConfig(
     workerConcurrency: int('STEWARD_WORKER_CONCURRENCY', 8, 1, 200),
     leaseSeconds: int('STEWARD_LEASE_SECONDS', 15, 2, 3600),
     mcpAllowStdio: bool('STEWARD_MCP_STDIO'),
+    mcpIdleSeconds: int('STEWARD_MCP_IDLE_SECONDS', 60, 1, 86_400),
+    mcpMaxConnections: int('STEWARD_MCP_MAX_CONNECTIONS', 50, 1, 10_000),
     siemDestinations: siem.destinations,
     llm: { provider, anthropicApiKey, openaiApiKey, openaiBaseUrl, model: str('STEWARD_LLM_MODEL') },
     keys,

@@ -3,6 +3,7 @@ import { mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { retryDeadLetter } from '@steward/core/executor/dead-letters';
 import { SYSTEM_ACTOR } from '@steward/core/resources';
 import { submitEvent } from '@steward/core/tasks/task-service';
 import { updateTenant } from '@steward/core/tenants/tenant-service';
@@ -37,6 +38,8 @@ import {
  * step at the honouring receiver, matching that step's body, and no effect that belongs to no step
  * (zero duplicated side effects). The receiver must have seen repeated deliveries (the same key
  * again): proof that kills landed mid-call and that the keys are what kept the effects single.
+ * Recoveries count as attempts: no step runs more than its max attempts; a step whose worker died on
+ * every attempt is a WORKER_LOST dead letter, which the drain retries by hand (as an operator would).
  *
  * Negative control: the same scenario, smaller, against a receiver that ignores the keys: it must
  * show duplicated effects, i.e. the main assertion can fail.
@@ -181,7 +184,10 @@ interface Outcome {
     status: string;
     idempotency_key: string;
     attempts: number;
+    max_attempts: number;
   }[];
+  /** Steps that used up their attempts on lost workers (WORKER_LOST dead letters), retried by hand. */
+  lost: { id: string; attempts: number; max_attempts: number; code: string }[];
   expectedBody: Map<string, string>;
   kills: number;
   midCallKills: number;
@@ -306,7 +312,18 @@ async function runScenario(s: Scenario): Promise<Outcome> {
     const last = startWorkerProcess();
     await untilRunning(last);
     const deadline = Date.now() + 60_000;
-    while ((await unfinished()) > 0 || receiver.inFlight() > 0) {
+    const lost: Outcome['lost'] = [];
+    for (;;) {
+      // A step whose worker died on each of its attempts is a WORKER_LOST dead letter (the cap on
+      // recoveries): an operator retries it, as the dead-letter API lets them.
+      const dead = await t.db.owner<{ id: string; attempts: number; max_attempts: number; code: string }[]>`
+        select id, attempts, max_attempts, error->>'code' as code from steps
+        where tenant_id = ${f.tenant.id} and status = 'dead'`;
+      for (const d of dead) {
+        lost.push(d);
+        await retryDeadLetter(t.res, f.tenant.id, SYSTEM_ACTOR, d.id);
+      }
+      if (!dead.length && (await unfinished()) === 0 && receiver.inFlight() === 0) break;
       if (Date.now() > deadline) break;
       await sleep(200);
     }
@@ -325,7 +342,7 @@ async function runScenario(s: Scenario): Promise<Outcome> {
     const tasks = await t.db.owner<{ id: string; status: string }[]>`
       select id, status from tasks where tenant_id = ${f.tenant.id}`;
     const steps = await t.db.owner<Outcome['steps']>`
-      select s.id, s.task_id, s.key, s.status, s.idempotency_key, s.attempts from steps s
+      select s.id, s.task_id, s.key, s.status, s.idempotency_key, s.attempts, s.max_attempts from steps s
       where s.tenant_id = ${f.tenant.id}`;
     const externalIds = new Map(
       (
@@ -344,6 +361,7 @@ async function runScenario(s: Scenario): Promise<Outcome> {
       receiver,
       tasks,
       steps,
+      lost,
       expectedBody,
       kills,
       midCallKills,
@@ -356,6 +374,7 @@ async function runScenario(s: Scenario): Promise<Outcome> {
         `kills ${kills} (mid-call ${midCallKills}), requests ${receiver.requests.length}, ` +
         `repeated deliveries ${receiver.repeats()}, effects ${[...receiver.effects.values()].reduce((n, e) => n + e.count, 0)}, ` +
         `duplicated effects ${receiver.duplicatedEffects()}, step attempts max ${Math.max(...steps.map((x) => x.attempts))}, ` +
+        `worker-lost dead letters ${lost.length}, ` +
         `kill phase ${(killPhaseMs / 1000).toFixed(1)} s, drain ${(drainMs / 1000).toFixed(1)} s`,
     );
     return outcome;
@@ -386,6 +405,10 @@ describe('crash safety: kill -9 the worker mid-execution', () => {
     expect(o.tasks.filter((x) => x.status !== 'done')).toEqual([]);
     expect(o.steps.length).toBe(o.tasks.length * 2);
     expect(o.steps.filter((x) => x.status !== 'succeeded')).toEqual([]);
+    // Recoveries count as attempts: no step ran more often than it was allowed to (a dead letter
+    // retried by hand gets exactly one more), and those that gave up had used up all of theirs.
+    expect(o.steps.filter((x) => x.attempts > x.max_attempts)).toEqual([]);
+    expect(o.lost.filter((x) => x.code !== 'WORKER_LOST' || x.attempts < x.max_attempts)).toEqual([]);
 
     // Zero duplicated side effects: exactly one effect per step, with that step's body, and none else.
     const effects = o.receiver.effects;

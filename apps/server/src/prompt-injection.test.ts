@@ -4,8 +4,11 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { Type } from '@sinclair/typebox';
+import { ImapFlow } from 'imapflow';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { actionHash } from '@steward/core/approvals/action-hash';
+import { ImapWatcher } from '@steward/core/email/imap-watcher';
+import { dovecotMissing, startDovecot, type Dovecot } from '@steward/core/email/testing/dovecot';
 import { createMcpServer, listServerTools, toolsForTenant } from '@steward/core/mcp/mcp-service';
 import { SYSTEM_ACTOR } from '@steward/core/resources';
 import { getTask, submitEvent, type TaskDetail } from '@steward/core/tasks/task-service';
@@ -29,7 +32,8 @@ import { startWorker, type WorkerHandle } from './worker/worker-runner.ts';
 
 /**
  * Prompt injection (issue 3): a planner that always does what the attacker's text says, fed attacks
- * through email, a signed webhook, a file in the inbox and an MCP tool's output. Whatever it
+ * through email (appended to a real Dovecot mailbox and picked up by the IMAP watcher), a signed
+ * webhook, a file in the inbox and an MCP tool's output. Whatever it
  * proposes (and however low it labels the risk), no high-risk or approval-worthy step may run
  * without a human approval whose hash matches that exact action; a tool that changes memberships
  * does not exist; a private address stays blocked even when someone approves the call.
@@ -116,8 +120,15 @@ let receiver: Server;
 let receiverPort = 0;
 const receiverHits: string[] = [];
 let hook: { path: string; secret: string };
+let dovecot: Dovecot;
+let imap: ImapWatcher;
+let mailbox: ImapFlow;
 
 beforeAll(async () => {
+  // The email channel is the real one: Dovecot (Debian's package; .ci/run installs it) and the IMAP watcher.
+  const missing = dovecotMissing();
+  if (missing) throw new Error(missing);
+  dovecot = await startDovecot();
   t = await createTestApp();
   t.res.tools.register(paymentTool);
   a = await createTenantFixture(t, 'inj');
@@ -154,6 +165,37 @@ beforeAll(async () => {
     }),
     201,
   ).json();
+  const connectionId = randomUUID();
+  await t.res.db.withTenant(
+    a.tenant.id,
+    (tx) => tx`
+      insert into connections (tenant_id, id, kind, name, config)
+      values (${a.tenant.id}, ${connectionId}, 'imap', 'inbox', ${tx.json({ host: dovecot.host, port: dovecot.port })})`,
+  );
+  imap = new ImapWatcher(
+    t.res,
+    {
+      tenantId: a.tenant.id,
+      connectionId,
+      host: dovecot.host,
+      port: dovecot.port,
+      secure: false,
+      username: dovecot.user,
+      password: dovecot.password,
+      mailbox: 'INBOX',
+    },
+    // IDLE delivers each message; the poll only backs it up.
+    { pollIntervalMs: 5000, reconnectMinMs: 200, reconnectMaxMs: 1000 },
+  );
+  imap.start();
+  mailbox = new ImapFlow({
+    host: dovecot.host,
+    port: dovecot.port,
+    secure: false,
+    auth: { user: dovecot.user, pass: dovecot.password },
+    logger: false,
+  });
+  await mailbox.connect();
   folder = startFolderWatcher(t.res, { scanMs: 500, maxBytes: 64 * 1024 });
   await folder.ready;
   worker = await startWorker(t.res, {
@@ -164,12 +206,15 @@ beforeAll(async () => {
   });
 });
 afterAll(async () => {
+  await mailbox?.logout().catch(() => {});
+  await imap?.stop();
   await worker?.stop();
   await folder?.stop();
   await llm?.close();
   await mcp?.close();
   await new Promise<void>((r) => (receiver ? receiver.close(() => r()) : r()));
   await t?.close();
+  await dovecot?.stop();
 });
 
 /** What the obedient model proposes for an attack: a harmless acknowledgement plus the attacker's step. */
@@ -219,16 +264,33 @@ async function deliver(channel: Channel, i: number, text: string): Promise<strin
   const marker = `case-${i}`;
   const body = `Reference ${marker}\n\n${text}`;
   if (channel === 'email') {
-    // What the IMAP watcher hands to the intake for a received message.
-    const intake = await submitEvent(t.res, a.tenant.id, SYSTEM_ACTOR, {
-      source: 'email',
-      type: 'message',
-      externalId: `<${marker}@mail.attacker.example>`,
-      from: 'billing@attacker.example',
-      subject: `Invoice ${marker}`,
-      body,
-    });
-    return intake.taskId;
+    // A message lands in the mailbox; the IMAP watcher turns it into the event.
+    const messageId = `<${marker}@mail.attacker.example>`;
+    const raw = [
+      'From: Billing <billing@attacker.example>',
+      `To: ${dovecot.user}`,
+      `Subject: Invoice ${marker}`,
+      `Message-ID: ${messageId}`,
+      'Date: Tue, 01 Dec 2026 09:00:00 +0000',
+      'MIME-Version: 1.0',
+      'Content-Type: text/plain; charset=utf-8',
+      'Content-Transfer-Encoding: base64',
+      '',
+      ...(Buffer.from(body, 'utf8')
+        .toString('base64')
+        .match(/.{1,76}/g) ?? []),
+      '',
+    ].join('\r\n');
+    await mailbox.append('INBOX', raw);
+    return until(async () => {
+      const [row] = await t.db.owner<{ task_id: string; sender: string; body: string }[]>`
+        select task_id, sender, body from events
+        where tenant_id = ${a.tenant.id} and source = 'email' and external_id = ${messageId}`;
+      if (!row) return undefined;
+      expect(row.sender).toBe('billing@attacker.example');
+      expect(row.body).toBe(body);
+      return row.task_id;
+    }, `the e-mail of ${marker} to come in over IMAP`);
   }
   if (channel === 'webhook') {
     const r = await t.app.inject({
@@ -340,6 +402,8 @@ describe('prompt injection', () => {
       expect(approval.actionHash).toBe(actionHash(proposed.tool, proposed.args));
     }
     llm.answers.length = 0;
+    // Every e-mail came through the mailbox and the IMAP watcher.
+    expect(imap.processed).toBe(cases.filter((c) => c.channel === 'email').length);
     // Every channel carried every kind of attack at least once.
     for (const channel of CHANNELS)
       for (const attack of ATTACKS)

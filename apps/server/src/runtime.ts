@@ -16,6 +16,7 @@ import { registerKeyProviders } from '@steward/core/keys/key-providers';
 import { createKeyProviders } from '@steward/core/keys/key-settings';
 import { FileTenantKeystore } from '@steward/core/keys/tenant-keystore';
 import { ChangeFeed } from '@steward/core/live/change-feed';
+import { McpClientPool } from '@steward/core/mcp/mcp-pool';
 import type { Config } from './config.ts';
 import { builtinTools } from './tools.ts';
 
@@ -121,6 +122,7 @@ export async function openRuntime(config: Config, opts: OpenOptions = {}): Promi
       guard: await createGuard(db, config, log),
       keys,
       changes: new ChangeFeed(connect(appUrl, { max: 1, applicationName: 'steward-live' })),
+      mcpClients: new McpClientPool({ idleMs: config.mcpIdleSeconds * 1000, max: config.mcpMaxConnections }),
     };
     const database = db;
     const guard = res.guard;
@@ -133,6 +135,7 @@ export async function openRuntime(config: Config, opts: OpenOptions = {}): Promi
         await guard?.close().catch(() => {});
         await keys.close().catch(() => {});
         await res.changes?.close();
+        await res.mcpClients?.closeAll();
         await database.close().catch(() => {});
         await embedded?.stop();
       },

@@ -10,6 +10,7 @@ import type { Resolver } from './tools/builtin/network-guard.ts';
 import type { Guard } from './guard/guard.ts';
 import type { KeyProviders } from './keys/key-providers.ts';
 import type { ChangeFeed } from './live/change-feed.ts';
+import type { McpClientPool } from './mcp/mcp-pool.ts';
 
 /** Everything the domain code needs, wired by hand in one place (see apps/server/src/resources.ts). */
 export interface Resources {
@@ -32,6 +33,8 @@ export interface Resources {
   keys?: KeyProviders | undefined;
   /** Task, step and approval state changes, by tenant (LISTEN/NOTIFY; the web dashboard's live stream). */
   changes?: ChangeFeed | undefined;
+  /** Open MCP connections reused per (tenant, server) (absent: a connection per operation). */
+  mcpClients?: McpClientPool | undefined;
 }
 
 export interface McpSettings {

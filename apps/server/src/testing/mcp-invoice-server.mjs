@@ -1,5 +1,6 @@
 // A small MCP server for tests, built with the official SDK: an invoice lookup (read-only) and a
-// payment. Run directly, it serves over stdio and appends every call to the file in MCP_CALL_LOG.
+// payment. Run directly, it serves over stdio and appends every call to the file in MCP_CALL_LOG (and
+// its process id, once at start, to the file in MCP_PID_LOG).
 import { appendFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
@@ -62,6 +63,8 @@ export function invoiceServer(record, lookupText) {
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const log = process.env.MCP_CALL_LOG;
+  // Which processes were started (the connection-pool tests count them).
+  if (process.env.MCP_PID_LOG) appendFileSync(process.env.MCP_PID_LOG, `${process.pid}\n`);
   const server = invoiceServer((call) => {
     if (log) appendFileSync(log, JSON.stringify(call) + '\n');
   });

@@ -1,6 +1,10 @@
 import { mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { messageToEvent } from '@steward/core/email/imap-watcher';
+import { planTask } from '@steward/core/planner/plan-task';
+import { SYSTEM_ACTOR } from '@steward/core/resources';
+import { submitEvent } from '@steward/core/tasks/task-service';
 import {
   fileSubject,
   inboxPath,
@@ -8,7 +12,14 @@ import {
   startFolderWatcher,
   type FolderWatcherHandle,
 } from '@steward/core/watchers/folder-watcher';
-import { createTenantFixture, createTestApp, type TenantFixture, type TestApp } from '../testing/test-app.ts';
+import {
+  bearer,
+  createTenantFixture,
+  createTestApp,
+  expectStatus,
+  type TenantFixture,
+  type TestApp,
+} from '../testing/test-app.ts';
 
 let t: TestApp;
 let a: TenantFixture;
@@ -163,6 +174,159 @@ describe('the folder watcher', () => {
       return rows.length ? rows : undefined;
     });
     expect(e!.subject).toBe('Was here first');
+  });
+});
+
+/** A saved e-mail: a text part and a PDF attachment (base64). */
+function eml(opts: { messageId?: string; subject: string; attachment: Buffer }): string {
+  return [
+    'From: "ACME Billing" <billing@acme.test>',
+    'To: Books <books@inbox-a.test>, ceo@inbox-a.test',
+    'Cc: audit@inbox-a.test',
+    `Subject: ${opts.subject}`,
+    ...(opts.messageId ? [`Message-ID: ${opts.messageId}`] : []),
+    'Date: Tue, 01 Dec 2026 09:30:00 +0000',
+    'MIME-Version: 1.0',
+    'Content-Type: multipart/mixed; boundary="b1"',
+    '',
+    '--b1',
+    'Content-Type: text/plain; charset=utf-8',
+    'Content-Transfer-Encoding: quoted-printable',
+    '',
+    'Hello, please find invoice 77 attached. Amount due: =E2=82=AC480.',
+    '',
+    '--b1',
+    'Content-Type: application/pdf; name="invoice-77.pdf"',
+    'Content-Disposition: attachment; filename="invoice-77.pdf"',
+    'Content-Transfer-Encoding: base64',
+    '',
+    ...(opts.attachment.toString('base64').match(/.{1,76}/g) ?? []),
+    '--b1--',
+    '',
+  ].join('\r\n');
+}
+
+describe('.eml files in the inbox', () => {
+  const emailEvents = (tenantId: string) =>
+    t.db.owner<(EventRow & { source: string })[]>`
+      select source, external_id, task_id, subject, body, sender, type, data from events
+      where tenant_id = ${tenantId} and source = 'email' order by received_at`;
+
+  it('become the same e-mail event as an IMAP message: addresses, subject, text, attachments by name and size', async () => {
+    const attachment = Buffer.from('%PDF-1.4 SECRET-ATTACHMENT-CONTENT '.repeat(40));
+    const messageId = '<invoice-77@acme.test>';
+    await writeFile(
+      path.join(inboxA, 'invoice-77.eml'),
+      eml({ messageId, subject: 'Invoice 77 from ACME', attachment }),
+    );
+    const e = await until(async () =>
+      (await emailEvents(a.tenant.id)).find((x) => x.external_id === messageId),
+    );
+    expect(e).toMatchObject({
+      source: 'email',
+      type: 'message',
+      sender: 'billing@acme.test',
+      subject: 'Invoice 77 from ACME',
+      data: {
+        to: ['books@inbox-a.test', 'ceo@inbox-a.test'],
+        cc: ['audit@inbox-a.test'],
+        date: '2026-12-01T09:30:00.000Z',
+        file: 'invoice-77.eml',
+        attachments: [
+          { filename: 'invoice-77.pdf', contentType: 'application/pdf', size: attachment.length },
+        ],
+      },
+    });
+    expect(e.body!.trim()).toBe('Hello, please find invoice 77 attached. Amount due: €480.');
+    // The attachment is listed, never inlined.
+    expect(JSON.stringify(e)).not.toContain('SECRET-ATTACHMENT-CONTENT');
+    expect(JSON.stringify(e)).not.toContain(attachment.toString('base64').slice(0, 40));
+    const [task] = await t.db.owner<{ source: string; title: string }[]>`
+      select source, title from tasks where tenant_id = ${a.tenant.id} and id = ${e.task_id}`;
+    expect(task).toMatchObject({ source: 'email', title: 'Invoice 77 from ACME' });
+    await until(async () => !(await readdir(inboxA)).includes('invoice-77.eml'));
+    expect((await readdir(path.join(inboxA, PROCESSED_DIR))).some((f) => f.endsWith('-invoice-77.eml'))).toBe(
+      true,
+    );
+
+    // Exactly what the IMAP watcher makes of the same message, but for where it came from.
+    const raw = Buffer.from(eml({ messageId, subject: 'Invoice 77 from ACME', attachment }));
+    const fromImap = await messageToEvent(raw, 1, 7, 'INBOX');
+    expect({ ...fromImap, data: { ...fromImap.data, mailbox: undefined, uid: undefined } }).toEqual({
+      source: e.source,
+      type: e.type,
+      externalId: e.external_id,
+      from: e.sender,
+      subject: e.subject,
+      body: e.body,
+      data: { ...e.data, file: undefined, size: undefined, mailbox: undefined, uid: undefined },
+    });
+    // ...so the Message-ID dedupes across both: received over IMAP as well, it is the same task.
+    const again = await submitEvent(t.res, a.tenant.id, SYSTEM_ACTOR, fromImap);
+    expect(again).toMatchObject({ duplicate: true, taskId: e.task_id });
+  });
+
+  it('the same message dropped twice is one task; without a Message-ID the file content identifies it', async () => {
+    const attachment = Buffer.from('tiny');
+    await writeFile(
+      path.join(inboxA, 'dup-1.eml'),
+      eml({ messageId: '<dup@acme.test>', subject: 'Dup', attachment }),
+    );
+    await until(async () => !(await readdir(inboxA)).includes('dup-1.eml'));
+    await writeFile(
+      path.join(inboxA, 'dup-2.eml'),
+      eml({ messageId: '<dup@acme.test>', subject: 'Dup', attachment }),
+    );
+    await until(async () => !(await readdir(inboxA)).includes('dup-2.eml'));
+    expect((await emailEvents(a.tenant.id)).filter((x) => x.subject === 'Dup')).toHaveLength(1);
+
+    await writeFile(path.join(inboxA, 'no-id.eml'), eml({ subject: 'No id', attachment }));
+    const e = await until(async () => (await emailEvents(a.tenant.id)).find((x) => x.subject === 'No id'));
+    expect(e.external_id).toMatch(/^folder:[0-9a-f]{64}$/);
+  });
+
+  it('playbook conditions on the sender and subject apply to a dropped e-mail', async () => {
+    expectStatus(
+      await t.app.inject({
+        method: 'POST',
+        url: '/api/v1/playbooks',
+        headers: bearer(a.token),
+        payload: {
+          name: 'ACME invoices',
+          when: { source: ['email'], from: { endsWith: '@acme.test' }, subject: { contains: 'quarterly' } },
+          steps: [
+            { key: 'file', tool: 'noop', args: { note: 'filed {{event.subject}} from {{event.from}}' } },
+          ],
+        },
+      }),
+      201,
+    );
+    await writeFile(
+      path.join(inboxA, 'q4.eml'),
+      eml({ messageId: '<q4@acme.test>', subject: 'Your quarterly statement', attachment: Buffer.from('x') }),
+    );
+    await writeFile(
+      path.join(inboxA, 'other.eml'),
+      eml({ messageId: '<other@acme.test>', subject: 'Newsletter', attachment: Buffer.from('x') }),
+    );
+    const rows = await until(async () => {
+      const all = await emailEvents(a.tenant.id);
+      const q4 = all.find((x) => x.external_id === '<q4@acme.test>');
+      const other = all.find((x) => x.external_id === '<other@acme.test>');
+      return q4 && other ? { q4, other } : undefined;
+    });
+    await planTask(t.res, a.tenant.id, rows.q4.task_id);
+    await planTask(t.res, a.tenant.id, rows.other.task_id);
+    const steps = await t.db.owner<{ task_id: string; tool: string; args: { note: string } }[]>`
+      select task_id, tool, args from steps where tenant_id = ${a.tenant.id}
+        and task_id in (${rows.q4.task_id}, ${rows.other.task_id})`;
+    expect(steps).toEqual([
+      {
+        task_id: rows.q4.task_id,
+        tool: 'noop',
+        args: { note: 'filed Your quarterly statement from billing@acme.test' },
+      },
+    ]);
   });
 });
 

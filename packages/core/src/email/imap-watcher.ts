@@ -1,7 +1,7 @@
 import { ImapFlow } from 'imapflow';
-import { simpleParser } from 'mailparser';
 import { SYSTEM_ACTOR, type Resources } from '../resources.ts';
 import { submitEvent } from '../tasks/task-service.ts';
+import { parseMail } from './parse-mail.ts';
 
 export interface ImapAccount {
   tenantId: string;
@@ -25,8 +25,6 @@ export interface ImapWatcherOptions {
   log?: (level: 'info' | 'warn', message: string) => void;
 }
 
-const MAX_BODY = 200_000;
-
 /** The event an e-mail becomes: deduplicated by its Message-ID (or the mailbox UID when it has none). */
 export async function messageToEvent(
   source: Buffer,
@@ -34,30 +32,21 @@ export async function messageToEvent(
   uid: number,
   mailbox: string,
 ) {
-  const mail = await simpleParser(source, { skipImageLinks: true, skipTextToHtml: true });
-  const addresses = (v: unknown) =>
-    ([] as { value: { address?: string }[] }[])
-      .concat((v as never) ?? [])
-      .flatMap((a) => a.value.map((x) => x.address).filter((x): x is string => !!x));
-  const text = mail.text ?? (typeof mail.html === 'string' ? mail.html.replace(/<[^>]*>/g, ' ') : '');
+  const mail = await parseMail(source);
   return {
     source: 'email',
     type: 'message',
-    externalId: (mail.messageId ?? `${mailbox}:${uidValidity}:${uid}`).slice(0, 500),
-    from: addresses(mail.from)[0] ?? '',
-    subject: (mail.subject ?? '').slice(0, 1000),
-    body: text.length > MAX_BODY ? text.slice(0, MAX_BODY) + '\n[truncated]' : text,
+    externalId: mail.messageId ?? `${mailbox}:${uidValidity}:${uid}`.slice(0, 500),
+    from: mail.from,
+    subject: mail.subject,
+    body: mail.body,
     data: {
-      to: addresses(mail.to),
-      cc: addresses(mail.cc),
-      date: mail.date?.toISOString() ?? null,
+      to: mail.to,
+      cc: mail.cc,
+      date: mail.date,
       mailbox,
       uid,
-      attachments: mail.attachments.map((a) => ({
-        filename: a.filename ?? null,
-        contentType: a.contentType,
-        size: a.size,
-      })),
+      attachments: mail.attachments,
     },
   };
 }

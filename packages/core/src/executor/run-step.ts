@@ -48,8 +48,9 @@ async function claim(res: Resources, tenantId: string, stepId: string): Promise<
     const expiredLease =
       step.status === 'running' && step.lease_expires_at !== null && step.lease_expires_at <= new Date();
     if (step.status !== 'ready' && !expiredLease) return { kind: 'skip' };
-    if (expiredLease && !step.retryable) {
-      await workerLost(res, tx, step);
+    if (expiredLease) {
+      // A re-delivered job of a step whose worker died: recovered like the reaper does (counted, capped).
+      await recoverLost(res, tx, step);
       return { kind: 'skip' };
     }
     if (task.cancel_requested || task.status === 'cancelled') {
@@ -138,17 +139,40 @@ async function claim(res: Resources, tenantId: string, stepId: string): Promise<
 }
 
 /**
- * The worker running a step died mid-call and the tool is never retried automatically (a payment):
- * whether its side effect happened is unknown, so the step becomes a dead letter for a person to
- * check and retry by hand - from the reaper and from a re-delivered job alike.
+ * The worker running a step died mid-call (its lease ran out). The lost run already counted as an
+ * attempt when it was claimed. A tool that is never retried automatically (a payment) becomes a dead
+ * letter at once: whether its side effect happened is unknown, so a person checks and retries it by
+ * hand. A retryable tool runs again with the same idempotency key after a backoff, until its attempts
+ * are used up; then it is a dead letter too (WORKER_LOST), so a step that keeps killing its worker
+ * cannot loop forever. From the reaper and from a re-delivered job alike.
  */
-async function workerLost(res: Resources, tx: Tx, step: StepRow): Promise<void> {
-  await finish(res, tx, step, 'dead', null, {
+async function recoverLost(res: Resources, tx: Tx, step: StepRow): Promise<void> {
+  const tenantId = step.tenant_id;
+  if (!step.retryable || step.attempts >= step.max_attempts) {
+    return finish(res, tx, step, 'dead', null, {
+      code: 'WORKER_LOST',
+      message: step.retryable
+        ? `the worker running this step stopped mid-call on each of its ${step.attempts} attempts; check its effect, then retry the dead letter by hand`
+        : 'the worker running this step stopped mid-call; this tool is never retried automatically: check its effect, then retry the dead letter by hand',
+      retryable: false,
+    });
+  }
+  const runAt = new Date(Date.now() + backoffMs(step.attempts));
+  const error = {
     code: 'WORKER_LOST',
-    message:
-      'the worker running this step stopped mid-call; this tool is never retried automatically: check its effect, then retry the dead letter by hand',
-    retryable: false,
+    message: 'the worker running this step stopped mid-call',
+    retryable: true,
+  };
+  await tx`update steps set status = 'ready', error = ${tx.json(error as never)}, lease_expires_at = null,
+             next_attempt_at = ${runAt}, updated_at = now() where tenant_id = ${tenantId} and id = ${step.id}`;
+  await res.audit.append(tx, tenantId, {
+    ...auditActor(SYSTEM_ACTOR),
+    action: 'step.recovered',
+    targetType: 'step',
+    targetId: step.id,
+    details: { taskId: step.task_id, attempt: step.attempts, maxAttempts: step.max_attempts },
   });
+  await enqueue(tx, 'run-step', { tenantId, stepId: step.id }, { jobKey: `step:${step.id}`, runAt });
 }
 
 async function finish(
@@ -274,7 +298,8 @@ async function rememberRecipients(
 
 /**
  * The `reap-step` job, scheduled just after a step's lease: if the step is still running and its
- * lease ran out (the worker died or hung), hand it to another attempt with the same idempotency key.
+ * lease ran out (the worker died or hung), hand it to another attempt with the same idempotency key
+ * (after a backoff, while it has attempts left; else it becomes a WORKER_LOST dead letter).
  */
 export async function reapStep(res: Resources, tenantId: string, stepId: string): Promise<void> {
   await res.db.withTenant(tenantId, async (tx) => {
@@ -292,15 +317,6 @@ export async function reapStep(res: Resources, tenantId: string, stepId: string)
       );
       return;
     }
-    if (!step.retryable) return workerLost(res, tx, step);
-    await tx`update steps set status = 'ready', lease_expires_at = null, updated_at = now() where tenant_id = ${tenantId} and id = ${stepId}`;
-    await res.audit.append(tx, tenantId, {
-      ...auditActor(SYSTEM_ACTOR),
-      action: 'step.recovered',
-      targetType: 'step',
-      targetId: stepId,
-      details: { taskId: step.task_id, attempt: step.attempts },
-    });
-    await enqueue(tx, 'run-step', { tenantId, stepId }, { jobKey: `step:${stepId}` });
+    await recoverLost(res, tx, step);
   });
 }

@@ -15,8 +15,8 @@ import {
 } from '../tools/builtin/network-guard.ts';
 
 /**
- * Talking to one MCP server: a fresh connection per operation (list the tools, call one tool), closed
- * afterwards. HTTP servers are reached only through the SSRF guard of the network tools: every
+ * Talking to one MCP server: connecting (a one-off connection here; mcp-pool.ts keeps them open per
+ * tenant and server for reuse), listing the tools, calling one. HTTP servers are reached only through the SSRF guard of the network tools: every
  * request resolves the host, checks every address and connects to the checked one; redirects are
  * not followed. Stdio servers run as a child process with only the safe default environment plus
  * the server's own (decrypted) variables.
@@ -162,13 +162,12 @@ function translate(e: unknown, endpoint: McpEndpoint): McpUnavailableError {
   );
 }
 
-/** Connect, run `fn`, close, whatever happens. */
-export async function withMcpClient<T>(
+/** A connected client (the caller closes it); errors are McpUnavailableErrors. */
+export async function connectMcpClient(
   endpoint: McpEndpoint,
   net: McpNetworkOptions,
-  fn: (client: Client) => Promise<T>,
   signal?: AbortSignal,
-): Promise<T> {
+): Promise<Client> {
   const client = new Client({ name: 'steward', version: '0.1.0' });
   try {
     const transport = transportFor(endpoint, net);
@@ -177,6 +176,17 @@ export async function withMcpClient<T>(
     await client.close().catch(() => {});
     throw translate(e, endpoint);
   }
+  return client;
+}
+
+/** Connect, run `fn`, close, whatever happens (a one-off connection; see McpClientPool for reuse). */
+export async function withMcpClient<T>(
+  endpoint: McpEndpoint,
+  net: McpNetworkOptions,
+  fn: (client: Client) => Promise<T>,
+  signal?: AbortSignal,
+): Promise<T> {
+  const client = await connectMcpClient(endpoint, net, signal);
   try {
     return await fn(client);
   } finally {
@@ -186,15 +196,20 @@ export async function withMcpClient<T>(
 
 export const MAX_TOOLS = 200;
 
+/** Run `fn` on a connection to the server: one-off by default, or a pooled one (McpClientPool.use). */
+export type McpRunner = <T>(
+  fn: (client: Client) => Promise<T>,
+  opts: { signal?: AbortSignal | undefined; idempotent?: boolean },
+) => Promise<T>;
+
 /** The server's tools, live (at most MAX_TOOLS, following pagination). */
 export async function listMcpTools(
   endpoint: McpEndpoint,
   net: McpNetworkOptions,
   signal?: AbortSignal,
+  run: McpRunner = (fn, opts) => withMcpClient(endpoint, net, fn, opts.signal),
 ): Promise<McpToolInfo[]> {
-  return withMcpClient(
-    endpoint,
-    net,
+  return run(
     async (client) => {
       const tools: McpToolInfo[] = [];
       let cursor: string | undefined;
@@ -218,6 +233,6 @@ export async function listMcpTools(
       }
       return tools.slice(0, MAX_TOOLS);
     },
-    signal,
+    { signal, idempotent: true },
   );
 }

@@ -12,9 +12,11 @@ import {
   McpUnavailableError,
   withMcpClient,
   type McpEndpoint,
+  type McpRunner,
   type McpNetworkOptions,
   type McpToolInfo,
 } from './mcp-client.ts';
+import { McpClientPool } from './mcp-pool.ts';
 
 /**
  * MCP servers a tenant registered, and their tools as Steward tools.
@@ -313,7 +315,7 @@ export async function updateMcpServer(
   checkToolNames(patch.allowedTools, patch.riskOverrides);
   const vault = vaultFor(res.master);
   let name = patch.name ?? '';
-  return res.db
+  const view = await res.db
     .withTenant(tenantId, async (tx) => {
       const [current] = await tx<Row[]>`
         select ${viewColumns(tx)} from mcp_servers where tenant_id = ${tenantId} and id = ${id} for update`;
@@ -385,6 +387,9 @@ export async function updateMcpServer(
       return toView(row!);
     })
     .catch((e: unknown) => mapDbError(e, name));
+  // Its open connection (a stdio process, an HTTP session) belongs to the old configuration.
+  await res.mcpClients?.closeServer(tenantId, id);
+  return view;
 }
 
 export async function deleteMcpServer(
@@ -405,6 +410,21 @@ export async function deleteMcpServer(
       details: { name: row.name },
     });
   });
+  await res.mcpClients?.closeServer(tenantId, id);
+}
+
+/**
+ * How operations reach a server: on the pooled connection of (tenant, server) when the installation
+ * has a pool (res.mcpClients), else on a connection of their own.
+ */
+function runnerFor(
+  res: Resources,
+  tenantId: string,
+  found: { id: string; endpoint: McpEndpoint; net: McpNetworkOptions },
+): McpRunner {
+  const pool = res.mcpClients;
+  if (!pool) return (fn, opts) => withMcpClient(found.endpoint, found.net, fn, opts.signal);
+  return (fn, opts) => pool.use(McpClientPool.key(tenantId, found.id), found.endpoint, found.net, fn, opts);
 }
 
 interface SecretRow {
@@ -496,7 +516,7 @@ export async function listServerTools(res: Resources, tenantId: string, id: stri
   if (!found) throw notFound('MCP server');
   let tools: McpToolInfo[];
   try {
-    tools = await listMcpTools(found.endpoint, found.net);
+    tools = await listMcpTools(found.endpoint, found.net, undefined, runnerFor(res, tenantId, found));
   } catch (e) {
     if (e instanceof McpUnavailableError) {
       throw new AppError('UNAVAILABLE', `${e.message} [${e.code}]`, { details: { reason: e.code } });
@@ -616,16 +636,18 @@ function mcpTool(
         throw new ToolError('TOOL_UNAVAILABLE', `MCP server ${server.name} is gone or disabled`);
       let result: { content?: unknown; structuredContent?: unknown; isError?: unknown };
       try {
-        result = await withMcpClient(
-          found.endpoint,
-          found.net,
+        result = await runnerFor(
+          res,
+          ctx.tenantId,
+          found,
+        )(
           (client) =>
             client.callTool(
               { name: info.name, arguments: args, _meta: { [IDEMPOTENCY_META_KEY]: ctx.idempotencyKey } },
               undefined,
               { signal: ctx.signal, timeout: 120_000 },
             ) as Promise<typeof result>,
-          ctx.signal,
+          { signal: ctx.signal },
         );
       } catch (e) {
         if (ctx.signal.aborted) throw Object.assign(new Error('aborted'), { name: 'AbortError' });

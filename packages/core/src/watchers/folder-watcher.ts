@@ -5,7 +5,8 @@ import path from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
 import { parse as parseYaml } from 'yaml';
 import type { Actor, Resources } from '../resources.ts';
-import { submitEvent, type Intake } from '../tasks/task-service.ts';
+import { parseMail } from '../email/parse-mail.ts';
+import { submitEvent, type EventInput, type Intake } from '../tasks/task-service.ts';
 
 /**
  * The folder watcher: every active tenant has an inbox, `<dataDir>/tenants/<slug>/inbox/`. A
@@ -17,16 +18,22 @@ import { submitEvent, type Intake } from '../tasks/task-service.ts';
  *   still waiting; nothing needs to be remembered in memory across restarts). A file that changed
  *   while it was being read is left in place and read again.
  * - Files larger than `maxBytes` (1 MB) are not read: their event says the file is too large.
- * - Only regular files with .md, .markdown or .txt are taken; symbolic links, dotfiles and other
- *   types are left alone (a link could point anywhere on the host).
+ * - Only regular files with .md, .markdown, .txt or .eml are taken; symbolic links, dotfiles and
+ *   other types are left alone (a link could point anywhere on the host).
+ * - An `.eml` file (a saved e-mail) becomes the same event as a message the IMAP watcher receives
+ *   (source `email`, type `message`, parsed with mailparser): sender, recipients, subject and text
+ *   body; its Message-ID is the externalId (so the same message dropped twice, or dropped and also
+ *   received over IMAP, is one task; without one, the file hash); attachments are listed by name,
+ *   type and size, never inlined. Its size limit is `maxEmailBytes` (25 MB).
  * - Changes are noticed through inotify (chokidar) within ~0.2 s once the file stops growing; a scan
  *   every few seconds picks up new tenants, retries files whose intake failed, and covers missed
  *   notifications.
  */
 
-export const INBOX_EXTENSIONS = new Set(['.md', '.markdown', '.txt']);
+export const INBOX_EXTENSIONS = new Set(['.md', '.markdown', '.txt', '.eml']);
 export const PROCESSED_DIR = '.processed';
 const DEFAULT_MAX_BYTES = 1_048_576;
+const DEFAULT_MAX_EMAIL_BYTES = 25 * 1_048_576;
 
 const ACTOR: Actor = { type: 'system', label: 'folder watcher' };
 
@@ -67,6 +74,30 @@ async function hashFile(file: string, prefix: string): Promise<string> {
 
 export interface IntakeOptions {
   maxBytes?: number;
+  /** The size limit of `.eml` files (attachments make them larger; default 25 MB). */
+  maxEmailBytes?: number;
+}
+
+/** The event of a dropped `.eml` file: what the IMAP watcher makes of the same message. */
+export async function emailFileEvent(rel: string, bytes: Buffer): Promise<EventInput> {
+  const mail = await parseMail(bytes);
+  return {
+    source: 'email',
+    type: 'message',
+    externalId:
+      mail.messageId ?? `folder:${createHash('sha256').update(`${rel}\0`).update(bytes).digest('hex')}`,
+    from: mail.from,
+    subject: mail.subject,
+    body: mail.body,
+    data: {
+      to: mail.to,
+      cc: mail.cc,
+      date: mail.date,
+      file: rel,
+      size: bytes.length,
+      attachments: mail.attachments,
+    },
+  };
 }
 
 /**
@@ -80,7 +111,10 @@ export async function intakeFile(
   file: string,
   opts: IntakeOptions = {},
 ): Promise<Intake | undefined> {
-  const maxBytes = opts.maxBytes ?? DEFAULT_MAX_BYTES;
+  const email = path.extname(file).toLowerCase() === '.eml';
+  const maxBytes = email
+    ? (opts.maxEmailBytes ?? DEFAULT_MAX_EMAIL_BYTES)
+    : (opts.maxBytes ?? DEFAULT_MAX_BYTES);
   const rel = path.relative(inbox, file).split(path.sep).join('/');
   if (!rel || rel.startsWith('..') || rel.split('/').some((p) => p.startsWith('.'))) return undefined;
   const name = path.basename(file);
@@ -89,32 +123,38 @@ export async function intakeFile(
   if (!before?.isFile()) return undefined;
 
   const prefix = `${rel}\0`;
-  let externalId: string;
-  let subject: string;
-  let body: string;
-  const data: Record<string, unknown> = { file: rel, size: before.size };
+  let event: EventInput;
   if (before.size > maxBytes) {
-    externalId = await hashFile(file, prefix);
-    subject = name.slice(0, 300);
-    body = `The file "${name}" is too large to read (${before.size} bytes; the limit is ${maxBytes} bytes).`;
-    data.tooLarge = true;
+    event = {
+      source: 'folder',
+      type: 'file',
+      externalId: await hashFile(file, prefix),
+      from: 'folder',
+      subject: name.slice(0, 300),
+      body: `The file "${name}" is too large to read (${before.size} bytes; the limit is ${maxBytes} bytes).`,
+      data: { file: rel, size: before.size, tooLarge: true },
+    };
+  } else if (email) {
+    event = await emailFileEvent(rel, await readFile(file));
   } else {
     const bytes = await readFile(file);
-    externalId = createHash('sha256').update(prefix).update(bytes).digest('hex');
     // PostgreSQL text cannot hold NUL characters.
     const content = bytes.toString('utf8').replace(/\0/g, '');
-    subject = fileSubject(name, content);
-    body = content;
+    event = {
+      source: 'folder',
+      type: 'file',
+      externalId: createHash('sha256').update(prefix).update(bytes).digest('hex'),
+      from: 'folder',
+      subject: fileSubject(name, content),
+      body: content,
+      data: { file: rel, size: before.size },
+    };
   }
-  const intake = await submitEvent(res, tenant.id, ACTOR, {
-    source: 'folder',
-    type: 'file',
-    externalId,
-    from: 'folder',
-    subject,
-    body,
-    data,
-  });
+  const intake = await submitEvent(res, tenant.id, ACTOR, event);
+  // The processed file's name carries a short hash of the event's identity.
+  const externalId = createHash('sha256')
+    .update(event.externalId ?? '')
+    .digest('hex');
   const after = await lstat(file).catch(() => undefined);
   if (after && after.size === before.size && after.mtimeMs === before.mtimeMs) {
     const dir = path.join(inbox, PROCESSED_DIR);
@@ -135,6 +175,7 @@ export interface FolderWatcherOptions {
   /** A file must stop changing this long before it is read (default 150 ms). */
   stabilityMs?: number;
   maxBytes?: number;
+  maxEmailBytes?: number;
   log?: (level: 'info' | 'warn' | 'error', message: string) => void;
   /** Called after each intake (tests and metrics). */
   onIntake?: (tenant: InboxTenant, file: string, intake: Intake) => void;
@@ -181,7 +222,10 @@ export function startFolderWatcher(res: Resources, opts: FolderWatcherOptions = 
     if (!tenant) return;
     inFlight.add(file);
     try {
-      const intake = await intakeFile(res, tenant, inbox, file, { maxBytes: opts.maxBytes });
+      const intake = await intakeFile(res, tenant, inbox, file, {
+        maxBytes: opts.maxBytes,
+        maxEmailBytes: opts.maxEmailBytes,
+      });
       if (intake) {
         log(
           'info',
