@@ -15,13 +15,30 @@ export interface HealthReport {
     failing: boolean;
     lastErrorAt: string | null;
   }[];
+  /** Connections (SMTP, HTTP, IMAP) and MCP servers as tools and watchers last used them. */
+  connections?: {
+    id: string;
+    kind: 'smtp' | 'http' | 'imap' | 'mcp';
+    name: string;
+    enabled: boolean;
+    state: 'ok' | 'failing' | 'never';
+    lastSuccessAt: string | null;
+    lastErrorAt: string | null;
+    lastError: string | null;
+  }[];
 }
 
 export interface HealthLine {
   key: string;
   ok: boolean | undefined;
   text: string;
+  /** The state in words (ok, failing, never used…), shown as a badge beside the text. */
+  state?: string;
+  /** The latest failure, safe to show (a code and a short message). */
+  detail?: string;
 }
+
+const KIND_LABEL: Record<string, string> = { smtp: 'SMTP', http: 'HTTP', imap: 'IMAP', mcp: 'MCP' };
 
 const WATCHER_LABEL: Record<string, string> = {
   'watch:folder': 'Folder watcher',
@@ -67,5 +84,35 @@ export function describeHealth(h: HealthReport, now = Date.now()): HealthLine[] 
               ? 'up to date'
               : `${d.lag} entr${d.lag === 1 ? 'y' : 'ies'} behind`),
     });
+  for (const c of h.connections ?? []) {
+    const label = `${KIND_LABEL[c.kind] ?? c.kind} ${c.name}`;
+    if (!c.enabled) {
+      lines.push({ key: `c:${c.id}`, ok: undefined, state: 'disabled', text: `${label}: disabled` });
+      continue;
+    }
+    lines.push(
+      c.state === 'ok'
+        ? {
+            key: `c:${c.id}`,
+            ok: true,
+            state: 'ok',
+            text: `${label}: last used ${ago(c.lastSuccessAt!, now)}`,
+            ...(c.lastErrorAt
+              ? { detail: `last failure ${ago(c.lastErrorAt, now)}: ${c.lastError ?? ''}` }
+              : {}),
+          }
+        : c.state === 'failing'
+          ? {
+              key: `c:${c.id}`,
+              ok: false,
+              state: 'failing',
+              text:
+                `${label}: failing since ${ago(c.lastErrorAt!, now)}` +
+                (c.lastSuccessAt ? ` (last worked ${ago(c.lastSuccessAt, now)})` : ' (never worked)'),
+              ...(c.lastError ? { detail: c.lastError } : {}),
+            }
+          : { key: `c:${c.id}`, ok: undefined, state: 'never used', text: `${label}: never used` },
+    );
+  }
   return lines;
 }

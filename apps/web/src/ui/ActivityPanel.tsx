@@ -77,17 +77,41 @@ export function ActivityPanel() {
             {LIVE_TEXT[live]}
           </li>
           {!offline &&
-            background?.map((l) => (
-              <li key={l.key} data-testid="health-line">
-                <span
-                  className={`dot ${l.ok === true ? 'ok' : l.ok === false ? 'bad' : ''}`}
-                  aria-hidden="true"
-                />{' '}
-                {l.text}
-              </li>
-            ))}
+            background
+              ?.filter((l) => !l.key.startsWith('c:'))
+              .map((l) => (
+                <li key={l.key} data-testid="health-line">
+                  <span
+                    className={`dot ${l.ok === true ? 'ok' : l.ok === false ? 'bad' : ''}`}
+                    aria-hidden="true"
+                  />{' '}
+                  {l.text}
+                </li>
+              ))}
         </ul>
       </section>
+      {!offline && background && (
+        <section className="card" aria-labelledby="connections-health-title">
+          <h2 id="connections-health-title">Connections</h2>
+          {background.some((l) => l.key.startsWith('c:')) ? (
+            <ul className="health" data-testid="connection-health">
+              {background
+                .filter((l) => l.key.startsWith('c:'))
+                .map((l) => (
+                  <li key={l.key} data-testid="connection-line" data-state={l.state}>
+                    <span className={`state-tag ${l.ok === true ? 'ok' : l.ok === false ? 'bad' : ''}`}>
+                      {l.state}
+                    </span>{' '}
+                    {l.text}
+                    {l.detail && <div className="muted health-detail">{l.detail}</div>}
+                  </li>
+                ))}
+            </ul>
+          ) : (
+            <p className="muted">No connections or MCP servers yet.</p>
+          )}
+        </section>
+      )}
       {recent !== 'forbidden' && (
         <section className="card">
           <h2>Recent activity</h2>

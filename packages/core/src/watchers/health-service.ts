@@ -1,3 +1,4 @@
+import { healthState, type HealthState } from '../connections/connection-health.ts';
 import type { Resources } from '../resources.ts';
 import { FOLDER_LEASE, IMAP_LEASE, SCHEDULER_LEASE } from './watchers.ts';
 
@@ -28,10 +29,26 @@ export interface SiemHealth {
   lastErrorAt: string | null;
 }
 
+/** A connection or MCP server, as tools and watchers last used it. */
+export interface ConnectionHealth {
+  id: string;
+  kind: 'smtp' | 'http' | 'imap' | 'mcp';
+  name: string;
+  /** MCP servers can be disabled; connections are always enabled. */
+  enabled: boolean;
+  /** ok: the latest recorded use succeeded; failing: it failed; never: no use recorded. */
+  state: HealthState;
+  lastSuccessAt: string | null;
+  lastErrorAt: string | null;
+  /** A short, safe description of the latest failure (never a secret). */
+  lastError: string | null;
+}
+
 export interface TenantHealth {
   watchers: WatcherHealth[];
   mailboxes: MailboxHealth[];
   siem: SiemHealth[];
+  connections: ConnectionHealth[];
   checkedAt: string;
 }
 
@@ -40,7 +57,8 @@ const WATCHERS = [FOLDER_LEASE, SCHEDULER_LEASE, IMAP_LEASE];
 /**
  * What the background work looks like from one tenant: the installation's watcher leases (who
  * leads and when it last renewed; the holder's name only for platform administrators), the tenant's
- * IMAP mailboxes and how far behind each of its SIEM destinations is. Only what is recorded.
+ * IMAP mailboxes, how far behind each of its SIEM destinations is, and when each connection and MCP
+ * server was last used successfully or failed (and why, safely). Only what is recorded.
  */
 export async function tenantHealth(
   res: Resources,
@@ -84,6 +102,23 @@ export async function tenantHealth(
       from siem_destinations d
       left join siem_cursors c on c.tenant_id = d.tenant_id and c.destination = 'tenant:' || d.id::text
       where d.tenant_id = ${tenantId} order by d.name`;
+    const used = await tx<
+      {
+        id: string;
+        kind: ConnectionHealth['kind'];
+        name: string;
+        enabled: boolean;
+        last_success_at: Date | null;
+        last_error_at: Date | null;
+        last_error: string | null;
+      }[]
+    >`
+      select id, kind, name, true as enabled, last_success_at, last_error_at, last_error
+        from connections where tenant_id = ${tenantId}
+      union all
+      select id, 'mcp', name, enabled, last_success_at, last_error_at, last_error
+        from mcp_servers where tenant_id = ${tenantId}
+      order by 2, 3`;
     return {
       watchers,
       mailboxes: mailboxes.map((m) => ({
@@ -99,6 +134,16 @@ export async function tenantHealth(
         // A delivery clears the error: one recorded means the latest attempt failed.
         failing: d.last_error !== null,
         lastErrorAt: d.last_error_at?.toISOString() ?? null,
+      })),
+      connections: used.map((c) => ({
+        id: c.id,
+        kind: c.kind,
+        name: c.name,
+        enabled: c.enabled,
+        state: healthState(c.last_success_at, c.last_error_at),
+        lastSuccessAt: c.last_success_at?.toISOString() ?? null,
+        lastErrorAt: c.last_error_at?.toISOString() ?? null,
+        lastError: c.last_error,
       })),
       checkedAt: new Date().toISOString(),
     };
