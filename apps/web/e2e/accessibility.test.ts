@@ -1,4 +1,5 @@
 /// <reference lib="dom" />
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
@@ -16,8 +17,11 @@ import { startWorker, type WorkerHandle } from '../../server/src/worker/worker-r
 import { ensureWebBuild } from '../build/ensure-build.ts';
 import { chromiumAvailable, launchChromium, watchConsole } from './testing/browser.ts';
 
-/** axe-core, injected into each page: WCAG 2.1 A/AA rules (labels, names, contrast, landmarks…). */
-const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
+/**
+ * axe-core, evaluated in each page (through the DevTools protocol: the page's CSP, which forbids
+ * inline scripts, stays as it is): WCAG 2.1 A/AA rules (labels, names, contrast, landmarks…).
+ */
+const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
 let t: TestApp;
 let a: TenantFixture;
@@ -35,7 +39,7 @@ interface AxeViolation {
 
 /** Serious and critical violations on the page as it is now (each with where and why). */
 async function seriousViolations(page: Page): Promise<string[]> {
-  await page.addScriptTag({ path: AXE });
+  await page.evaluate(AXE);
   const violations = await page.evaluate(async () => {
     const axe = (window as unknown as { axe: { run: (ctx: unknown, opts: unknown) => Promise<unknown> } })
       .axe;
@@ -193,6 +197,17 @@ describe.skipIf(!chromiumAvailable)('web dashboard accessibility, in Chromium', 
       await page.goto(base);
       await page.getByRole('button', { name: 'Sign in' }).waitFor();
       found['sign-in'] = await seriousViolations(page);
+      // Negative control: the same check catches an unlabelled field and low-contrast text.
+      await page.evaluate(() => {
+        const probe = document.createElement('div');
+        probe.id = 'axe-probe';
+        probe.innerHTML = '<input type="text"><p style="color:#c8c8c8;background:#ffffff">faint text</p>';
+        document.querySelector('main, form, body')!.appendChild(probe);
+      });
+      const control = await seriousViolations(page);
+      expect(control.some((v) => v.startsWith('label '))).toBe(true);
+      expect(control.some((v) => v.startsWith('color-contrast '))).toBe(true);
+      await page.evaluate(() => document.getElementById('axe-probe')!.remove());
       // The error state of the form too.
       await page.getByLabel('Email').fill(a.ownerEmail);
       await page.getByLabel('Password').fill('wrong password');
