@@ -13,13 +13,15 @@ const LIVE_TEXT = {
 
 /** Health (server, database, live stream) and the latest audit entries, refreshed on live changes. */
 export function ActivityPanel() {
-  const { api, live, offline, onChange } = useDashboard();
+  const { api, live, offline, onChange, tasks } = useDashboard();
+  // The task board loads first: the panel asks the server only once the tasks are in.
+  const boardReady = tasks.loaded;
   const [ready, setReady] = useState<{ ok: boolean; detail: string } | undefined>();
   const [recent, setRecent] = useState<AuditEntry[] | 'forbidden' | undefined>();
   const [background, setBackground] = useState<HealthLine[] | undefined>();
 
   useEffect(() => {
-    if (offline) return;
+    if (offline || !boardReady) return;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const load = () => {
       fetch('/readyz').then(
@@ -54,7 +56,7 @@ export function ActivityPanel() {
       off();
       if (timer) clearTimeout(timer);
     };
-  }, [api, offline, onChange]);
+  }, [api, offline, onChange, boardReady]);
 
   return (
     <aside className="activity" aria-label="Health and recent activity">
