@@ -195,43 +195,45 @@ export function Integrations() {
     <section aria-labelledby="integrations-title" className="card">
       <div className="section-head">
         <h2 id="integrations-title">Connections and MCP servers</h2>
-        <button
-          type="button"
-          onClick={() =>
-            setEditing({
-              type: 'connection',
-              kind: 'http',
-              name: '',
-              config: '{\n  "baseUrl": "https://api.example.com/"\n}',
-              isDefault: false,
-              secret: '',
-              removeSecret: false,
-              hasSecret: false,
-            })
-          }
-        >
-          New connection
-        </button>
-        <button
-          type="button"
-          onClick={() =>
-            setEditing({
-              type: 'mcp',
-              transport: 'http',
-              name: '',
-              url: 'https://',
-              enabled: true,
-              allowedTools: '',
-              command: '',
-              header: 'authorization',
-              secret: '',
-              removeSecret: false,
-              hasSecret: false,
-            })
-          }
-        >
-          New MCP server
-        </button>
+        <div>
+          <button
+            type="button"
+            onClick={() =>
+              setEditing({
+                type: 'connection',
+                kind: 'http',
+                name: '',
+                config: '{\n  "baseUrl": "https://api.example.com/"\n}',
+                isDefault: false,
+                secret: '',
+                removeSecret: false,
+                hasSecret: false,
+              })
+            }
+          >
+            New connection
+          </button>{' '}
+          <button
+            type="button"
+            onClick={() =>
+              setEditing({
+                type: 'mcp',
+                transport: 'http',
+                name: '',
+                url: 'https://',
+                enabled: true,
+                allowedTools: '',
+                command: '',
+                header: 'authorization',
+                secret: '',
+                removeSecret: false,
+                hasSecret: false,
+              })
+            }
+          >
+            New MCP server
+          </button>
+        </div>
       </div>
       {error && <p className="error">{error}</p>}
       {connections?.length === 0 && <p className="muted">No connection.</p>}
