@@ -576,7 +576,7 @@ describe.skipIf(!chromiumAvailable)('web dashboard, end to end in Chromium', () 
       expect(mcp.headers.some((h) => h['x-api-key'] === 'MCP-E2E-SECRET-3')).toBe(true);
       expect(await page.content()).not.toContain('MCP-E2E-SECRET-3');
       await page.getByLabel('Allow lookup_invoice').check();
-      await page.getByRole('heading', { name: 'Tools of invoices-e2e' }).scrollIntoViewIfNeeded();
+      await tools.evaluate((el) => el.scrollIntoView({ block: 'center' }));
       await screenshot(page, 'admin-mcp-tools');
       await page.getByRole('button', { name: 'Save allowed tools' }).click();
       await page.getByText('Allowed tools of invoices-e2e saved.').waitFor();
