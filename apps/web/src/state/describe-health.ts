@@ -1,31 +1,20 @@
-/** The answer of GET /api/v1/health, as the health panel shows it. */
+import type {
+  ConnectionHealth,
+  MailboxHealth,
+  SiemHealth,
+  WatcherHealth,
+} from '@steward/core/watchers/health-shapes';
+
+/**
+ * The answer of GET /api/v1/health as this panel reads it: the server's own declarations
+ * (packages/core/src/watchers/health-shapes.ts, type-only, nothing of the server is bundled).
+ */
 export interface HealthReport {
-  watchers: {
-    name: string;
-    state: 'held' | 'expired' | 'never';
-    holder: string | null;
-    renewedAt: string | null;
-  }[];
-  mailboxes: { id: string; name: string; lastProgressAt: string | null }[];
-  siem: {
-    id: string;
-    name: string;
-    enabled: boolean;
-    lag: number;
-    failing: boolean;
-    lastErrorAt: string | null;
-  }[];
+  watchers: Pick<WatcherHealth, 'name' | 'state' | 'holder' | 'renewedAt'>[];
+  mailboxes: MailboxHealth[];
+  siem: SiemHealth[];
   /** Connections (SMTP, HTTP, IMAP) and MCP servers as tools and watchers last used them. */
-  connections?: {
-    id: string;
-    kind: 'smtp' | 'http' | 'imap' | 'mcp';
-    name: string;
-    enabled: boolean;
-    state: 'ok' | 'failing' | 'never';
-    lastSuccessAt: string | null;
-    lastErrorAt: string | null;
-    lastError: string | null;
-  }[];
+  connections?: ConnectionHealth[];
 }
 
 export interface HealthLine {
