@@ -15,6 +15,8 @@ import {
   type TestApp,
 } from '../../server/src/testing/test-app.ts';
 import { startWorker, type WorkerHandle } from '../../server/src/worker/worker-runner.ts';
+import { startHttpMcp } from '../../server/src/testing/mcp-http.ts';
+import { recordUse } from '@steward/core/connections/connection-health';
 import { ensureWebBuild, WEB_DIST } from '../build/ensure-build.ts';
 import { chromiumAvailable, launchChromium, screenshot, watchConsole } from './testing/browser.ts';
 
@@ -538,6 +540,122 @@ describe.skipIf(!chromiumAvailable)('web dashboard, end to end in Chromium', () 
     expect(servers.body).not.toContain('MCP-SECRET-2');
     expect(servers.json()).toMatchObject({ items: [{ name: 'tools-b', enabled: false, hasSecret: true }] });
     expect(errors).toEqual([]);
+  });
+
+  it('admin: an MCP server is created, its tools listed and allowed, disabled and deleted; the overview shows connection health', async () => {
+    const mcp = await startHttpMcp();
+    try {
+      // The test MCP server listens on the loopback: this tenant allows private addresses.
+      expectStatus(
+        await t.app.inject({
+          method: 'PATCH',
+          url: '/api/v1/tenant',
+          headers: bearer(a.token),
+          payload: { settings: { network: { allowPrivate: true } } },
+        }),
+        200,
+      );
+      const { page, errors } = await newPage();
+      page.on('dialog', (d) => void d.accept());
+      await signIn(page, a.ownerEmail);
+      await page.getByRole('link', { name: 'Admin' }).click();
+      await page.getByRole('button', { name: 'New MCP server' }).click();
+      await page.getByLabel('MCP server name').fill('invoices-e2e');
+      await page.getByLabel('Endpoint URL').fill(mcp.url);
+      await page.getByLabel('Secret header or variable name').fill('x-api-key');
+      await page.getByLabel('Set a secret').fill('MCP-E2E-SECRET-3');
+      await page.getByRole('button', { name: 'Save MCP server' }).click();
+      await page.getByText('invoices-e2e saved.').waitFor();
+      await page.getByText(/MCP http .* enabled · no tool allowed · secret stored/).waitFor();
+
+      await page.getByRole('button', { name: 'Tools of invoices-e2e' }).click();
+      const tools = page.getByTestId('mcp-tools');
+      await tools.getByText('mcp.invoices-e2e.lookup_invoice').waitFor();
+      await tools.getByText('mcp.invoices-e2e.pay_invoice').waitFor();
+      // The server got the secret header; the page never shows it.
+      expect(mcp.headers.some((h) => h['x-api-key'] === 'MCP-E2E-SECRET-3')).toBe(true);
+      expect(await page.content()).not.toContain('MCP-E2E-SECRET-3');
+      await page.getByLabel('Allow lookup_invoice').check();
+      await tools.evaluate((el) => el.scrollIntoView({ block: 'center' }));
+      await screenshot(page, 'admin-mcp-tools');
+      await page.getByRole('button', { name: 'Save allowed tools' }).click();
+      await page.getByText('Allowed tools of invoices-e2e saved.').waitFor();
+      await page.getByText(/enabled · tools: lookup_invoice · secret stored/).waitFor();
+      const server = async () =>
+        (
+          expectStatus(
+            await t.app.inject({ url: '/api/v1/mcp-servers', headers: bearer(a.token) }),
+            200,
+          ).json() as { items: { id: string; name: string; enabled: boolean; allowedTools: string[] }[] }
+        ).items.find((x) => x.name === 'invoices-e2e');
+      expect(await server()).toMatchObject({ enabled: true, allowedTools: ['lookup_invoice'] });
+
+      await page.getByRole('button', { name: 'Edit invoices-e2e' }).click();
+      await page.getByLabel('Enabled').uncheck();
+      await page.getByRole('button', { name: 'Save MCP server' }).click();
+      await page.getByText('invoices-e2e saved.').waitFor();
+      expect(await server()).toMatchObject({ enabled: false });
+      const mcpId = (await server())!.id;
+
+      // Health on the overview: the listing above worked (ok); a connection never used; one failing.
+      const conn = (name: string) =>
+        t.app
+          .inject({
+            method: 'POST',
+            url: '/api/v1/connections',
+            headers: bearer(a.token),
+            payload: {
+              kind: 'http',
+              name,
+              config: { baseUrl: 'https://crm.example.com/' },
+              secret: 'CRM-E2E-SECRET',
+            },
+          })
+          .then((r) => expectStatus(r, 201).json() as { id: string });
+      await conn('crm-idle');
+      const failing = await conn('crm-failing');
+      await recordUse(
+        (fn) => t.res.db.withTenant(a.tenant.id, fn),
+        a.tenant.id,
+        {
+          table: 'connections',
+          id: failing.id,
+        },
+        { code: 'HTTP_STATUS', message: 'crm.example.com answered 401' },
+      );
+      await page.getByRole('link', { name: 'Overview' }).click();
+      const health = page.getByTestId('connection-health');
+      await health.waitFor();
+      const line = (name: RegExp) => health.getByTestId('connection-line').filter({ hasText: name });
+      await line(/HTTP crm-idle: never used/).waitFor();
+      expect(await line(/HTTP crm-idle/).getAttribute('data-state')).toBe('never used');
+      await line(/HTTP crm-failing: failing since .* \(never worked\)/).waitFor();
+      await line(/HTTP crm-failing/)
+        .getByText('HTTP_STATUS: crm.example.com answered 401')
+        .waitFor();
+      // Disabled now, though its last use (the listing) went through.
+      await line(/MCP invoices-e2e: disabled/).waitFor();
+      expect(await page.content()).not.toContain('CRM-E2E-SECRET');
+      await page.locator('aside.activity').scrollIntoViewIfNeeded();
+      await screenshot(page, 'overview-connection-health');
+      const apiHealth = expectStatus(
+        await t.app.inject({ url: '/api/v1/health', headers: bearer(a.token) }),
+        200,
+      ).json() as { connections: { id: string; state: string }[] };
+      expect(apiHealth.connections.find((c) => c.id === mcpId)!.state).toBe('ok');
+
+      await page.getByRole('link', { name: 'Admin' }).click();
+      await page.getByRole('button', { name: 'Delete invoices-e2e' }).click();
+      await page.getByText('invoices-e2e deleted.').waitFor();
+      expect(await server()).toBeUndefined();
+      for (const name of ['crm-idle', 'crm-failing']) {
+        await page.getByRole('button', { name: `Delete ${name}` }).click();
+        await page.getByText(`${name} deleted.`).waitFor();
+      }
+      expect(errors).toEqual([]);
+    } finally {
+      await mcp.close();
+    }
   });
 
   it('a user of two tenants switches between them; sign-out forgets the session', async () => {

@@ -33,6 +33,29 @@ const HealthSchema = Type.Object({
       lastErrorAt: NullableString({ format: 'date-time' }),
     }),
   ),
+  connections: Type.Array(
+    Type.Object({
+      id: Type.String({ format: 'uuid' }),
+      kind: Type.Union(
+        [Type.Literal('smtp'), Type.Literal('http'), Type.Literal('imap'), Type.Literal('mcp')],
+        {
+          description: 'a connection kind, or mcp for an MCP server',
+        },
+      ),
+      name: Type.String(),
+      enabled: Type.Boolean({ description: 'false for a disabled MCP server' }),
+      state: Type.Union([Type.Literal('ok'), Type.Literal('failing'), Type.Literal('never')], {
+        description:
+          'ok: the latest recorded use (by a tool, a watcher or a tool listing) succeeded; failing: it failed; never: no use recorded',
+      }),
+      lastSuccessAt: NullableString({ format: 'date-time' }),
+      lastErrorAt: NullableString({ format: 'date-time' }),
+      lastError: NullableString({
+        description: 'the latest failure: a stable code and a short message, secrets scrubbed',
+      }),
+    }),
+    { description: "the tenant's connections (SMTP, HTTP, IMAP) and MCP servers, by kind and name" },
+  ),
   checkedAt: Type.String({ format: 'date-time' }),
 });
 
@@ -46,7 +69,7 @@ export function healthRoutes(res: Resources) {
         schema: {
           tags: ['system'],
           summary:
-            "Background work as this tenant sees it: watcher leases (folder, scheduler, IMAP), the tenant's mailboxes and SIEM destinations' lag",
+            "Background work as this tenant sees it: watcher leases (folder, scheduler, IMAP), the tenant's mailboxes, SIEM destinations' lag, and connection/MCP server health (last success, last error)",
           response: { 200: HealthSchema, ...errors(401, 403) },
         },
       },

@@ -53,3 +53,51 @@ describe('describeHealth', () => {
     expect(line!.text).toBe('Scheduler: running on host:1:42:ab, renewed 0 s ago');
   });
 });
+
+describe('describeHealth: connections', () => {
+  it('says ok, failing (with the safe reason) or never used, and disabled for an off MCP server', () => {
+    const base = { watchers: [], mailboxes: [], siem: [] };
+    const c = (over: Record<string, unknown>) => ({
+      id: 'x',
+      kind: 'smtp' as const,
+      name: 'mail',
+      enabled: true,
+      state: 'never' as const,
+      lastSuccessAt: null,
+      lastErrorAt: null,
+      lastError: null,
+      ...over,
+    });
+    const lines = describeHealth(
+      {
+        ...base,
+        connections: [
+          c({ id: 'a', state: 'ok', lastSuccessAt: '2026-01-01T11:59:30Z' }),
+          c({
+            id: 'b',
+            kind: 'http',
+            name: 'crm',
+            state: 'failing',
+            lastSuccessAt: '2026-01-01T10:00:00Z',
+            lastErrorAt: '2026-01-01T11:55:00Z',
+            lastError: 'HTTP_STATUS: crm.example.com answered 401',
+          }),
+          c({ id: 'c', kind: 'imap', name: 'inbox' }),
+          c({ id: 'd', kind: 'mcp', name: 'files', enabled: false, state: 'ok' }),
+        ],
+      },
+      now,
+    );
+    expect(lines.map((l) => [l.state, l.ok, l.text, l.detail])).toEqual([
+      ['ok', true, 'SMTP mail: last used 30 s ago', undefined],
+      [
+        'failing',
+        false,
+        'HTTP crm: failing since 5 min ago (last worked 2 h ago)',
+        'HTTP_STATUS: crm.example.com answered 401',
+      ],
+      ['never used', undefined, 'IMAP inbox: never used', undefined],
+      ['disabled', undefined, 'MCP files: disabled', undefined],
+    ]);
+  });
+});

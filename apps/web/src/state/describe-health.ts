@@ -1,27 +1,33 @@
-/** The answer of GET /api/v1/health, as the health panel shows it. */
+import type {
+  ConnectionHealth,
+  MailboxHealth,
+  SiemHealth,
+  WatcherHealth,
+} from '@steward/core/watchers/health-shapes';
+
+/**
+ * The answer of GET /api/v1/health as this panel reads it: the server's own declarations
+ * (packages/core/src/watchers/health-shapes.ts, type-only, nothing of the server is bundled).
+ */
 export interface HealthReport {
-  watchers: {
-    name: string;
-    state: 'held' | 'expired' | 'never';
-    holder: string | null;
-    renewedAt: string | null;
-  }[];
-  mailboxes: { id: string; name: string; lastProgressAt: string | null }[];
-  siem: {
-    id: string;
-    name: string;
-    enabled: boolean;
-    lag: number;
-    failing: boolean;
-    lastErrorAt: string | null;
-  }[];
+  watchers: Pick<WatcherHealth, 'name' | 'state' | 'holder' | 'renewedAt'>[];
+  mailboxes: MailboxHealth[];
+  siem: SiemHealth[];
+  /** Connections (SMTP, HTTP, IMAP) and MCP servers as tools and watchers last used them. */
+  connections?: ConnectionHealth[];
 }
 
 export interface HealthLine {
   key: string;
   ok: boolean | undefined;
   text: string;
+  /** The state in words (ok, failing, never used…), shown as a badge beside the text. */
+  state?: string;
+  /** The latest failure, safe to show (a code and a short message). */
+  detail?: string;
 }
+
+const KIND_LABEL: Record<string, string> = { smtp: 'SMTP', http: 'HTTP', imap: 'IMAP', mcp: 'MCP' };
 
 const WATCHER_LABEL: Record<string, string> = {
   'watch:folder': 'Folder watcher',
@@ -67,5 +73,35 @@ export function describeHealth(h: HealthReport, now = Date.now()): HealthLine[] 
               ? 'up to date'
               : `${d.lag} entr${d.lag === 1 ? 'y' : 'ies'} behind`),
     });
+  for (const c of h.connections ?? []) {
+    const label = `${KIND_LABEL[c.kind] ?? c.kind} ${c.name}`;
+    if (!c.enabled) {
+      lines.push({ key: `c:${c.id}`, ok: undefined, state: 'disabled', text: `${label}: disabled` });
+      continue;
+    }
+    lines.push(
+      c.state === 'ok'
+        ? {
+            key: `c:${c.id}`,
+            ok: true,
+            state: 'ok',
+            text: `${label}: last used ${ago(c.lastSuccessAt!, now)}`,
+            ...(c.lastErrorAt
+              ? { detail: `last failure ${ago(c.lastErrorAt, now)}: ${c.lastError ?? ''}` }
+              : {}),
+          }
+        : c.state === 'failing'
+          ? {
+              key: `c:${c.id}`,
+              ok: false,
+              state: 'failing',
+              text:
+                `${label}: failing since ${ago(c.lastErrorAt!, now)}` +
+                (c.lastSuccessAt ? ` (last worked ${ago(c.lastSuccessAt, now)})` : ' (never worked)'),
+              ...(c.lastError ? { detail: c.lastError } : {}),
+            }
+          : { key: `c:${c.id}`, ok: undefined, state: 'never used', text: `${label}: never used` },
+    );
+  }
   return lines;
 }

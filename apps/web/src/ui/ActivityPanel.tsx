@@ -13,13 +13,15 @@ const LIVE_TEXT = {
 
 /** Health (server, database, live stream) and the latest audit entries, refreshed on live changes. */
 export function ActivityPanel() {
-  const { api, live, offline, onChange } = useDashboard();
+  const { api, live, offline, onChange, tasks } = useDashboard();
+  // The task board loads first: the panel asks the server only once the tasks are in.
+  const boardReady = tasks.loaded;
   const [ready, setReady] = useState<{ ok: boolean; detail: string } | undefined>();
   const [recent, setRecent] = useState<AuditEntry[] | 'forbidden' | undefined>();
   const [background, setBackground] = useState<HealthLine[] | undefined>();
 
   useEffect(() => {
-    if (offline) return;
+    if (offline || !boardReady) return;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const load = () => {
       fetch('/readyz').then(
@@ -54,7 +56,7 @@ export function ActivityPanel() {
       off();
       if (timer) clearTimeout(timer);
     };
-  }, [api, offline, onChange]);
+  }, [api, offline, onChange, boardReady]);
 
   return (
     <aside className="activity" aria-label="Health and recent activity">
@@ -77,17 +79,41 @@ export function ActivityPanel() {
             {LIVE_TEXT[live]}
           </li>
           {!offline &&
-            background?.map((l) => (
-              <li key={l.key} data-testid="health-line">
-                <span
-                  className={`dot ${l.ok === true ? 'ok' : l.ok === false ? 'bad' : ''}`}
-                  aria-hidden="true"
-                />{' '}
-                {l.text}
-              </li>
-            ))}
+            background
+              ?.filter((l) => !l.key.startsWith('c:'))
+              .map((l) => (
+                <li key={l.key} data-testid="health-line">
+                  <span
+                    className={`dot ${l.ok === true ? 'ok' : l.ok === false ? 'bad' : ''}`}
+                    aria-hidden="true"
+                  />{' '}
+                  {l.text}
+                </li>
+              ))}
         </ul>
       </section>
+      {!offline && background && (
+        <section className="card" aria-labelledby="connections-health-title">
+          <h2 id="connections-health-title">Connections</h2>
+          {background.some((l) => l.key.startsWith('c:')) ? (
+            <ul className="health" data-testid="connection-health">
+              {background
+                .filter((l) => l.key.startsWith('c:'))
+                .map((l) => (
+                  <li key={l.key} data-testid="connection-line" data-state={l.state}>
+                    <span className={`state-tag ${l.ok === true ? 'ok' : l.ok === false ? 'bad' : ''}`}>
+                      {l.state}
+                    </span>{' '}
+                    {l.text}
+                    {l.detail && <div className="muted health-detail">{l.detail}</div>}
+                  </li>
+                ))}
+            </ul>
+          ) : (
+            <p className="muted">No connections or MCP servers yet.</p>
+          )}
+        </section>
+      )}
       {recent !== 'forbidden' && (
         <section className="card">
           <h2>Recent activity</h2>

@@ -184,6 +184,12 @@ export function Dashboard({ session, state }: Props) {
     [api, offline, tenantId, refreshQueue, loadApprovals, tasks.byId],
   );
 
+  // Stable, so panels that subscribe do not reload whenever the dashboard re-renders.
+  const onChange = useCallback((fn: (c: Change) => void) => {
+    changeListeners.current.add(fn);
+    return () => changeListeners.current.delete(fn);
+  }, []);
+
   const data: DashboardData = useMemo(
     () => ({
       api,
@@ -196,10 +202,7 @@ export function Dashboard({ session, state }: Props) {
       decidedHere,
       queued,
       decide,
-      onChange(fn) {
-        changeListeners.current.add(fn);
-        return () => changeListeners.current.delete(fn);
-      },
+      onChange,
       taskTitle: (id) => tasks.byId[id]?.title,
       reload: () => void loadAll(),
     }),
@@ -214,6 +217,7 @@ export function Dashboard({ session, state }: Props) {
       decidedHere,
       queued,
       decide,
+      onChange,
       loadAll,
     ],
   );

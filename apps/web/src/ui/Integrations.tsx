@@ -19,6 +19,13 @@ interface McpServer {
   hasSecret: boolean;
   allowedTools: string[];
 }
+interface McpTool {
+  name: string;
+  stewardName: string;
+  description: string | null;
+  allowed: boolean;
+  risk: string;
+}
 
 const errorText = (e: unknown) =>
   e instanceof ApiError && e.status === 403
@@ -55,18 +62,62 @@ export function Integrations() {
       }
     | {
         type: 'mcp';
-        id: string;
+        id?: string;
         transport: string;
         name: string;
         url: string;
         enabled: boolean;
         allowedTools: string;
+        /** stdio servers being created: the program and its arguments, separated by spaces. */
+        command: string;
         header: string;
         secret: string;
         removeSecret: boolean;
         hasSecret: boolean;
       }
   >();
+  /** The tools of one MCP server, as it lists them now (loading, or why it could not). */
+  const [toolsOf, setToolsOf] = useState<
+    { server: McpServer; tools?: McpTool[]; error?: string; allowed: Set<string> } | undefined
+  >();
+
+  async function showTools(server: McpServer) {
+    setToolsOf({ server, allowed: new Set(server.allowedTools) });
+    try {
+      const r = await api.request<{ items: McpTool[] }>('GET', `/mcp-servers/${server.id}/tools`);
+      setToolsOf({ server, tools: r.items, allowed: new Set(server.allowedTools) });
+    } catch (e) {
+      setToolsOf({ server, error: errorText(e), allowed: new Set(server.allowedTools) });
+    }
+  }
+
+  async function saveAllowed() {
+    if (!toolsOf) return;
+    try {
+      await api.request('PATCH', `/mcp-servers/${toolsOf.server.id}`, {
+        allowedTools: [...toolsOf.allowed].sort(),
+      });
+      setMessage(`Allowed tools of ${toolsOf.server.name} saved.`);
+      setToolsOf(undefined);
+      void load();
+    } catch (e) {
+      setMessage(errorText(e));
+    }
+  }
+
+  async function remove(kind: 'connection' | 'mcp', id: string, name: string) {
+    if (!window.confirm(`Delete ${name}? Tools that use it will stop working.`)) return;
+    setMessage(undefined);
+    try {
+      await api.request('DELETE', kind === 'mcp' ? `/mcp-servers/${id}` : `/connections/${id}`);
+      setMessage(`${name} deleted.`);
+      if (editing?.id === id) setEditing(undefined);
+      if (toolsOf?.server.id === id) setToolsOf(undefined);
+      void load();
+    } catch (e) {
+      setMessage(errorText(e));
+    }
+  }
 
   const load = useCallback(async () => {
     try {
@@ -113,12 +164,24 @@ export function Integrations() {
       } else {
         const secret =
           editing.secret && editing.header ? { secret: { [editing.header]: editing.secret } } : secretChange;
-        await api.request('PATCH', `/mcp-servers/${editing.id}`, {
-          enabled: editing.enabled,
-          allowedTools: tools(editing.allowedTools),
-          ...(editing.url ? { url: editing.url } : {}),
-          ...secret,
-        });
+        if (editing.id)
+          await api.request('PATCH', `/mcp-servers/${editing.id}`, {
+            enabled: editing.enabled,
+            allowedTools: tools(editing.allowedTools),
+            ...(editing.url ? { url: editing.url } : {}),
+            ...secret,
+          });
+        else
+          await api.request('POST', '/mcp-servers', {
+            name: editing.name,
+            transport: editing.transport,
+            ...(editing.transport === 'http'
+              ? { url: editing.url }
+              : { command: editing.command.split(/\s+/).filter(Boolean) }),
+            enabled: editing.enabled,
+            allowedTools: tools(editing.allowedTools),
+            ...(editing.secret && editing.header ? { secret: { [editing.header]: editing.secret } } : {}),
+          });
       }
       setMessage(`${editing.name} saved.`);
       setEditing(undefined);
@@ -132,23 +195,45 @@ export function Integrations() {
     <section aria-labelledby="integrations-title" className="card">
       <div className="section-head">
         <h2 id="integrations-title">Connections and MCP servers</h2>
-        <button
-          type="button"
-          onClick={() =>
-            setEditing({
-              type: 'connection',
-              kind: 'http',
-              name: '',
-              config: '{\n  "baseUrl": "https://api.example.com/"\n}',
-              isDefault: false,
-              secret: '',
-              removeSecret: false,
-              hasSecret: false,
-            })
-          }
-        >
-          New connection
-        </button>
+        <div>
+          <button
+            type="button"
+            onClick={() =>
+              setEditing({
+                type: 'connection',
+                kind: 'http',
+                name: '',
+                config: '{\n  "baseUrl": "https://api.example.com/"\n}',
+                isDefault: false,
+                secret: '',
+                removeSecret: false,
+                hasSecret: false,
+              })
+            }
+          >
+            New connection
+          </button>{' '}
+          <button
+            type="button"
+            onClick={() =>
+              setEditing({
+                type: 'mcp',
+                transport: 'http',
+                name: '',
+                url: 'https://',
+                enabled: true,
+                allowedTools: '',
+                command: '',
+                header: 'authorization',
+                secret: '',
+                removeSecret: false,
+                hasSecret: false,
+              })
+            }
+          >
+            New MCP server
+          </button>
+        </div>
       </div>
       {error && <p className="error">{error}</p>}
       {connections?.length === 0 && <p className="muted">No connection.</p>}
@@ -178,6 +263,9 @@ export function Integrations() {
             >
               Edit {c.name}
             </button>
+            <button type="button" className="danger" onClick={() => void remove('connection', c.id, c.name)}>
+              Delete {c.name}
+            </button>
           </li>
         ))}
         {servers?.map((m) => (
@@ -200,6 +288,7 @@ export function Integrations() {
                   url: m.transport === 'http' ? (m.url ?? '') : '',
                   enabled: m.enabled,
                   allowedTools: m.allowedTools.join(', '),
+                  command: '',
                   header: 'authorization',
                   secret: '',
                   removeSecret: false,
@@ -208,6 +297,12 @@ export function Integrations() {
               }
             >
               Edit {m.name}
+            </button>
+            <button type="button" onClick={() => void showTools(m)}>
+              Tools of {m.name}
+            </button>
+            <button type="button" className="danger" onClick={() => void remove('mcp', m.id, m.name)}>
+              Delete {m.name}
             </button>
           </li>
         ))}
@@ -258,10 +353,46 @@ export function Integrations() {
             </>
           ) : (
             <>
+              {!editing.id && (
+                <>
+                  <label>
+                    MCP server name
+                    <input
+                      required
+                      pattern="[a-z0-9][a-z0-9_\-]{0,39}"
+                      title="lower-case letters, digits, - and _ (tools are named mcp.<name>.<tool>)"
+                      value={editing.name}
+                      onChange={(e) => setEditing({ ...editing, name: e.target.value })}
+                    />
+                  </label>
+                  <label>
+                    Transport
+                    <select
+                      value={editing.transport}
+                      onChange={(e) => setEditing({ ...editing, transport: e.target.value })}
+                    >
+                      <option value="http">Streamable HTTP</option>
+                      <option value="stdio">Program on the Steward host (stdio)</option>
+                    </select>
+                  </label>
+                  {editing.transport === 'stdio' && (
+                    <label>
+                      Command (program and arguments)
+                      <input
+                        required
+                        value={editing.command}
+                        onChange={(e) => setEditing({ ...editing, command: e.target.value })}
+                      />
+                    </label>
+                  )}
+                </>
+              )}
               {editing.transport === 'http' && (
                 <label>
                   Endpoint URL
                   <input
+                    type="url"
+                    required
                     value={editing.url}
                     onChange={(e) => setEditing({ ...editing, url: e.target.value })}
                   />
@@ -317,6 +448,52 @@ export function Integrations() {
             Cancel
           </button>
         </form>
+      )}
+      {toolsOf && (
+        <section className="editor" aria-labelledby="mcp-tools-title">
+          <h3 id="mcp-tools-title">Tools of {toolsOf.server.name}</h3>
+          {toolsOf.error ? (
+            <p className="error" role="alert">
+              Could not list the tools: {toolsOf.error}
+            </p>
+          ) : !toolsOf.tools ? (
+            <p className="muted">Asking the server…</p>
+          ) : toolsOf.tools.length === 0 ? (
+            <p className="muted">The server offers no tool.</p>
+          ) : (
+            <>
+              <ul className="task-list" data-testid="mcp-tools">
+                {toolsOf.tools.map((tool) => (
+                  <li key={tool.name} className="task-row">
+                    <label className="check">
+                      <input
+                        type="checkbox"
+                        checked={toolsOf.allowed.has(tool.name)}
+                        onChange={(e) => {
+                          const allowed = new Set(toolsOf.allowed);
+                          if (e.target.checked) allowed.add(tool.name);
+                          else allowed.delete(tool.name);
+                          setToolsOf({ ...toolsOf, allowed });
+                        }}
+                      />{' '}
+                      Allow {tool.name}
+                    </label>
+                    <span className="muted">
+                      <code>{tool.stewardName}</code> · risk {tool.risk}
+                      {tool.description ? ` · ${tool.description}` : ''}
+                    </span>
+                  </li>
+                ))}
+              </ul>
+              <button type="button" className="primary" onClick={() => void saveAllowed()}>
+                Save allowed tools
+              </button>{' '}
+            </>
+          )}
+          <button type="button" onClick={() => setToolsOf(undefined)}>
+            Close
+          </button>
+        </section>
       )}
       {message && <p role="status">{message}</p>}
     </section>

@@ -1,5 +1,7 @@
 import { ImapFlow } from 'imapflow';
 import { SYSTEM_ACTOR, type Resources } from '../resources.ts';
+import type { Tx } from '@steward/db/database';
+import { recordUse } from '../connections/connection-health.ts';
 import { submitEvent } from '../tasks/task-service.ts';
 import { parseMail } from './parse-mail.ts';
 
@@ -98,6 +100,7 @@ export class ImapWatcher {
         delay = this.#opts.reconnectMinMs;
       } catch (error) {
         this.#opts.log?.('warn', `imap ${this.#account.host}: ${(error as Error).message}`);
+        await this.#recordFailure(error);
       }
       if (this.#stopped) break;
       await new Promise((r) => setTimeout(r, delay));
@@ -132,8 +135,10 @@ export class ImapWatcher {
   #schedule(client: ImapFlow): void {
     this.#syncing = this.#syncing
       .then(() => this.#sync(client))
-      .catch((e: unknown) => {
+      .then(() => this.#recordSuccess())
+      .catch(async (e: unknown) => {
         this.#opts.log?.('warn', `imap sync failed: ${(e as Error).message}`);
+        await this.#recordFailure(e);
       });
   }
 
@@ -164,6 +169,44 @@ export class ImapWatcher {
       this.processed++;
     }
   }
+
+  /** Health: a sync that went through. Written at most once a minute while nothing fails. */
+  async #recordSuccess(): Promise<void> {
+    if (this.#stopped) return;
+    const now = Date.now();
+    if (this.#lastRecord === 'ok' && now - this.#lastRecordAt < 60_000) return;
+    this.#lastRecord = 'ok';
+    this.#lastRecordAt = now;
+    await recordUse(this.#withTenant, this.#account.tenantId, this.#target);
+  }
+
+  /** Health: why the mailbox could not be read (the password scrubbed from the message). */
+  async #recordFailure(error: unknown): Promise<void> {
+    if (this.#stopped) return;
+    this.#lastRecord = 'failed';
+    this.#lastRecordAt = Date.now();
+    const e = error as { message?: unknown; authenticationFailed?: unknown; code?: unknown };
+    const code =
+      e.authenticationFailed === true
+        ? 'IMAP_AUTH_FAILED'
+        : typeof e.code === 'string' && /^E[A-Z]+$/.test(e.code)
+          ? `IMAP_${e.code.slice(1)}`
+          : 'IMAP_FAILED';
+    await recordUse(
+      this.#withTenant,
+      this.#account.tenantId,
+      this.#target,
+      { code, message: typeof e.message === 'string' ? e.message : 'the mailbox could not be read' },
+      [this.#account.password],
+    );
+  }
+
+  #lastRecord: 'ok' | 'failed' | undefined;
+  #lastRecordAt = 0;
+  get #target() {
+    return { table: 'connections', id: this.#account.connectionId } as const;
+  }
+  #withTenant = <T>(fn: (tx: Tx) => Promise<T>) => this.#res.db.withTenant(this.#account.tenantId, fn);
 
   async #save(uidValidity: bigint, lastUid: number): Promise<void> {
     const a = this.#account;

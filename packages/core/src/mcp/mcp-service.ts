@@ -3,6 +3,7 @@ import { Kind, TypeRegistry, type TSchema } from '@sinclair/typebox';
 import { AjvJsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/ajv';
 import type { Tx } from '@steward/db/database';
 import { clientKeyProblem, vaultFor } from '../connections/connection-service.ts';
+import { recordUse } from '../connections/connection-health.ts';
 import { AppError, conflict, forbidden, fromDatabaseError, invalid, notFound } from '../errors/app-error.ts';
 import { auditActor, type Actor, type Resources } from '../resources.ts';
 import { SecretUnreadableError } from '../secrets/envelope.ts';
@@ -515,9 +516,20 @@ export async function listServerTools(res: Resources, tenantId: string, id: stri
   });
   if (!found) throw notFound('MCP server');
   let tools: McpToolInfo[];
+  const withTenant = <T>(fn: (tx: Tx) => Promise<T>) => res.db.withTenant(tenantId, fn);
   try {
     tools = await listMcpTools(found.endpoint, found.net, undefined, runnerFor(res, tenantId, found));
+    await recordUse(withTenant, tenantId, { table: 'mcp_servers', id: found.id });
   } catch (e) {
+    await recordUse(
+      withTenant,
+      tenantId,
+      { table: 'mcp_servers', id: found.id },
+      e instanceof McpUnavailableError
+        ? { code: e.code, message: e.message }
+        : { code: 'MCP_LIST_FAILED', message: 'listing the tools failed' },
+      Object.values(found.endpoint.secret),
+    );
     if (e instanceof McpUnavailableError) {
       throw new AppError('UNAVAILABLE', `${e.message} [${e.code}]`, { details: { reason: e.code } });
     }
@@ -634,6 +646,7 @@ function mcpTool(
       }
       if (!found || !found.enabled)
         throw new ToolError('TOOL_UNAVAILABLE', `MCP server ${server.name} is gone or disabled`);
+      const used = { table: 'mcp_servers', id: found.id } as const;
       let result: { content?: unknown; structuredContent?: unknown; isError?: unknown };
       try {
         result = await runnerFor(
@@ -651,9 +664,15 @@ function mcpTool(
         );
       } catch (e) {
         if (ctx.signal.aborted) throw Object.assign(new Error('aborted'), { name: 'AbortError' });
-        if (e instanceof McpUnavailableError) throw new ToolError(e.code, e.message);
-        throw new ToolError('MCP_CALL_FAILED', `the call to ${info.name} on ${server.name} failed`);
+        const failure =
+          e instanceof McpUnavailableError
+            ? new ToolError(e.code, e.message)
+            : new ToolError('MCP_CALL_FAILED', `the call to ${info.name} on ${server.name} failed`);
+        await recordUse(ctx.withTenant, ctx.tenantId, used, failure, Object.values(found.endpoint.secret));
+        throw failure;
       }
+      // The server answered (a tool's own error is about its arguments, not the connection).
+      await recordUse(ctx.withTenant, ctx.tenantId, used);
       const text = textOf(result);
       if (result.isError === true)
         throw new ToolError('MCP_TOOL_ERROR', text.slice(0, 1000) || 'the tool failed');

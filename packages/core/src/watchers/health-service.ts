@@ -1,46 +1,17 @@
+import { healthState } from '../connections/connection-health.ts';
 import type { Resources } from '../resources.ts';
+import type { ConnectionHealth, TenantHealth, WatcherHealth } from './health-shapes.ts';
 import { FOLDER_LEASE, IMAP_LEASE, SCHEDULER_LEASE } from './watchers.ts';
 
-export interface WatcherHealth {
-  name: string;
-  /** held: a process holds the lease now; expired: its holder stopped renewing it; never: never taken. */
-  state: 'held' | 'expired' | 'never';
-  /** The holding process (`host:process-table:pid:random`), for platform administrators only. */
-  holder: string | null;
-  renewedAt: string | null;
-  expiresAt: string | null;
-}
-
-export interface MailboxHealth {
-  id: string;
-  name: string;
-  /** When the IMAP watcher last recorded progress (a new message turned into an event). */
-  lastProgressAt: string | null;
-}
-
-export interface SiemHealth {
-  id: string;
-  name: string;
-  enabled: boolean;
-  /** Audit entries of this tenant not yet acknowledged by the destination. */
-  lag: number;
-  failing: boolean;
-  lastErrorAt: string | null;
-}
-
-export interface TenantHealth {
-  watchers: WatcherHealth[];
-  mailboxes: MailboxHealth[];
-  siem: SiemHealth[];
-  checkedAt: string;
-}
+export type * from './health-shapes.ts';
 
 const WATCHERS = [FOLDER_LEASE, SCHEDULER_LEASE, IMAP_LEASE];
 
 /**
  * What the background work looks like from one tenant: the installation's watcher leases (who
  * leads and when it last renewed; the holder's name only for platform administrators), the tenant's
- * IMAP mailboxes and how far behind each of its SIEM destinations is. Only what is recorded.
+ * IMAP mailboxes, how far behind each of its SIEM destinations is, and when each connection and MCP
+ * server was last used successfully or failed (and why, safely). Only what is recorded.
  */
 export async function tenantHealth(
   res: Resources,
@@ -84,6 +55,23 @@ export async function tenantHealth(
       from siem_destinations d
       left join siem_cursors c on c.tenant_id = d.tenant_id and c.destination = 'tenant:' || d.id::text
       where d.tenant_id = ${tenantId} order by d.name`;
+    const used = await tx<
+      {
+        id: string;
+        kind: ConnectionHealth['kind'];
+        name: string;
+        enabled: boolean;
+        last_success_at: Date | null;
+        last_error_at: Date | null;
+        last_error: string | null;
+      }[]
+    >`
+      select id, kind, name, true as enabled, last_success_at, last_error_at, last_error
+        from connections where tenant_id = ${tenantId}
+      union all
+      select id, 'mcp', name, enabled, last_success_at, last_error_at, last_error
+        from mcp_servers where tenant_id = ${tenantId}
+      order by 2, 3`;
     return {
       watchers,
       mailboxes: mailboxes.map((m) => ({
@@ -99,6 +87,16 @@ export async function tenantHealth(
         // A delivery clears the error: one recorded means the latest attempt failed.
         failing: d.last_error !== null,
         lastErrorAt: d.last_error_at?.toISOString() ?? null,
+      })),
+      connections: used.map((c) => ({
+        id: c.id,
+        kind: c.kind,
+        name: c.name,
+        enabled: c.enabled,
+        state: healthState(c.last_success_at, c.last_error_at),
+        lastSuccessAt: c.last_success_at?.toISOString() ?? null,
+        lastErrorAt: c.last_error_at?.toISOString() ?? null,
+        lastError: c.last_error,
       })),
       checkedAt: new Date().toISOString(),
     };

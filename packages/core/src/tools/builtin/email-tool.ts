@@ -9,6 +9,7 @@ import {
   type SmtpConfig,
 } from '../../connections/connection-service.ts';
 import { SecretUnreadableError, type CredentialVault } from '../../secrets/envelope.ts';
+import { recordUse } from '../../connections/connection-health.ts';
 import { ToolError, type Tool } from '../tool.ts';
 import {
   AddressBlockedError,
@@ -108,15 +109,21 @@ export function emailTool(opts: EmailToolOptions): Tool<EmailArgs> {
         throw e;
       }
       const cfg = connection.config;
+      const used = { table: 'connections', id: connection.id } as const;
       const allowPrivate = cfg.allowPrivateNetwork === true || (await tenantAllowsPrivateNetwork(ctx));
       let address: string;
       try {
         address = (await resolveChecked(cfg.host, { allowPrivate, resolve: opts.resolve })).address;
       } catch (e) {
-        if (e instanceof AddressBlockedError) throw new ToolError('ADDRESS_BLOCKED', e.message);
-        if (e instanceof HostUnresolvedError)
-          throw new ToolError('HOST_UNRESOLVED', e.message, { retryable: e.temporary });
-        throw e;
+        const failure =
+          e instanceof AddressBlockedError
+            ? new ToolError('ADDRESS_BLOCKED', e.message)
+            : e instanceof HostUnresolvedError
+              ? new ToolError('HOST_UNRESOLVED', e.message, { retryable: e.temporary })
+              : undefined;
+        if (!failure) throw e;
+        await recordUse(ctx.withTenant, ctx.tenantId, used, failure);
+        throw failure;
       }
       const host = cfg.host.replace(/^\[|\]$/g, '');
       const seconds = (opts.timeoutSeconds ?? 30) * 1000;
@@ -153,6 +160,7 @@ export function emailTool(opts: EmailToolOptions): Tool<EmailArgs> {
           headers: { 'X-Steward-Idempotency-Key': key },
         });
         if (ctx.signal.aborted) throw Object.assign(new Error('aborted'), { name: 'AbortError' });
+        await recordUse(ctx.withTenant, ctx.tenantId, used);
         return {
           messageId: info.messageId,
           accepted: (info.accepted ?? []).map(String),
@@ -161,8 +169,9 @@ export function emailTool(opts: EmailToolOptions): Tool<EmailArgs> {
         };
       } catch (e) {
         if (ctx.signal.aborted) throw Object.assign(new Error('aborted'), { name: 'AbortError' });
-        if (e instanceof ToolError) throw e;
-        throw smtpErrorToToolError(e);
+        const failure = e instanceof ToolError ? e : smtpErrorToToolError(e);
+        await recordUse(ctx.withTenant, ctx.tenantId, used, failure, [connection.secret]);
+        throw failure;
       } finally {
         ctx.signal.removeEventListener('abort', abort);
         transport.close();

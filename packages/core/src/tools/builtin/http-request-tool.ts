@@ -10,6 +10,7 @@ import {
 } from '../../connections/connection-service.ts';
 import type { CredentialVault } from '../../secrets/envelope.ts';
 import { SecretUnreadableError } from '../../secrets/envelope.ts';
+import { recordUse } from '../../connections/connection-health.ts';
 import { ToolError, type Tool, type ToolContext } from '../tool.ts';
 import {
   AddressBlockedError,
@@ -233,12 +234,36 @@ export function httpRequestTool(opts: HttpToolOptions): Tool<HttpRequestArgs> {
       return [{ kind: 'http.request', summary: `${a.method} ${a.url}`, target }];
     },
     async execute(ctx, a) {
-      return execute(opts, ctx, a);
+      // The connection, once resolved and matched to the URL: its use is recorded for health.
+      const seen: { connection?: ResolvedConnection<HttpConfig> } = {};
+      try {
+        const out = await execute(opts, ctx, a, seen);
+        if (seen.connection)
+          await recordUse(ctx.withTenant, ctx.tenantId, { table: 'connections', id: seen.connection.id });
+        return out;
+      } catch (e) {
+        if (seen.connection && e instanceof ToolError && !ctx.signal.aborted)
+          await recordUse(
+            ctx.withTenant,
+            ctx.tenantId,
+            { table: 'connections', id: seen.connection.id },
+            // The server answered: a client error about this request (404, 422…) is no connection
+            // failure; refused credentials (401, 403, 407) and server errors are.
+            /answered 4(?!0[137])\d\d$/.test(e.message) && e.code === 'HTTP_STATUS' ? undefined : e,
+            [seen.connection.secret, seen.connection.clientKey],
+          );
+        throw e;
+      }
     },
   };
 }
 
-async function execute(opts: HttpToolOptions, ctx: ToolContext, a: HttpRequestArgs) {
+async function execute(
+  opts: HttpToolOptions,
+  ctx: ToolContext,
+  a: HttpRequestArgs,
+  seen: { connection?: ResolvedConnection<HttpConfig> },
+) {
   let url = parseUrl(a.url);
   const userHeaders: Record<string, string> = {};
   for (const [k, v] of Object.entries(a.headers ?? {})) {
@@ -270,6 +295,7 @@ async function execute(opts: HttpToolOptions, ctx: ToolContext, a: HttpRequestAr
     }
     if (!underBase(url, connection.config.baseUrl))
       fail('CONNECTION_MISMATCH', `the URL is not under the base URL of connection "${connection.name}"`);
+    seen.connection = connection;
   }
   const startOrigin = originOf(url);
   const timeout = AbortSignal.timeout(a.timeoutMs ?? 15_000);
