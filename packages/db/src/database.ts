@@ -26,11 +26,11 @@ export interface Database {
    * it sends COMMIT). `query` must build the statement and return it without awaiting it; a failed
    * statement aborts the transaction, and its COMMIT then ends it as a rollback.
    */
-  readTenant<T extends readonly unknown[]>(
+  readTenant<T extends readonly postgres.MaybeRow[]>(
     tenantId: string,
     query: (tx: Tx) => postgres.PendingQuery<T>,
     opts?: { userId?: string },
-  ): Promise<T>;
+  ): Promise<postgres.RowList<T>>;
   /**
    * Run `fn` in a transaction that may READ the identity tables across tenants (login by email,
    * API key lookup). Grep for withSystemAccess to review every use.
@@ -114,10 +114,10 @@ export function createDatabase(options: DatabaseOptions): Database {
     }
   }
 
-  async function readOne<T extends readonly unknown[]>(
+  async function readOne<T extends readonly postgres.MaybeRow[]>(
     ctx: TransactionContext,
     query: (tx: Tx) => postgres.PendingQuery<T>,
-  ): Promise<T> {
+  ): Promise<postgres.RowList<T>> {
     if (ctx.userId !== undefined && !isUuid(ctx.userId)) throw new TypeError('userId must be a uuid');
     waiting++;
     let conn: postgres.ReservedSql;
