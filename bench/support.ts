@@ -44,6 +44,8 @@ export const common = {
   nice: intEnv('BENCH_NICE', process.getuid?.() === 0 ? -10 : 0, -20, 19),
   quietThreshold: intEnv('BENCH_QUIET_THRESHOLD', 25, 0),
   cpuProf: process.env.BENCH_CPU_PROF === '1',
+  /** Extra node flags for the server and workers (e.g. V8 heap limits), split on spaces. */
+  nodeArgs: (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean),
   label: process.env.BENCH_LABEL || undefined,
 };
 
@@ -292,7 +294,10 @@ export function spawnSteward(
   logName: string,
 ): StewardProcess {
   const logFile = createWriteStream(path.join(OUT_DIR, logName));
-  const nodeArgs = common.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${path.join(OUT_DIR, 'profiles')}`] : [];
+  const nodeArgs = [
+    ...common.nodeArgs,
+    ...(common.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${path.join(OUT_DIR, 'profiles')}`] : []),
+  ];
   const child = spawn(process.execPath, [...nodeArgs, STEWARD, command], {
     cwd: ROOT,
     env,

@@ -20,6 +20,18 @@ export interface Database {
   /** Run `fn` in a transaction scoped to one tenant: RLS shows and accepts only that tenant's rows. */
   withTenant<T>(tenantId: string, fn: (tx: Tx) => Promise<T>, opts?: { userId?: string }): Promise<T>;
   /**
+   * Run ONE statement scoped to one tenant, like withTenant, in a READ ONLY transaction (a write is
+   * refused by PostgreSQL) and in a single round trip:
+   * BEGIN, the context, the statement and COMMIT are sent together (withTenant waits for `fn` before
+   * it sends COMMIT). `query` must build the statement and return it without awaiting it; a failed
+   * statement aborts the transaction, and its COMMIT then ends it as a rollback.
+   */
+  readTenant<T extends readonly postgres.MaybeRow[]>(
+    tenantId: string,
+    query: (tx: Tx) => postgres.PendingQuery<T>,
+    opts?: { userId?: string },
+  ): Promise<postgres.RowList<T>>;
+  /**
    * Run `fn` in a transaction that may READ the identity tables across tenants (login by email,
    * API key lookup). Grep for withSystemAccess to review every use.
    */
@@ -102,10 +114,55 @@ export function createDatabase(options: DatabaseOptions): Database {
     }
   }
 
+  async function readOne<T extends readonly postgres.MaybeRow[]>(
+    ctx: TransactionContext,
+    query: (tx: Tx) => postgres.PendingQuery<T>,
+  ): Promise<postgres.RowList<T>> {
+    if (ctx.userId !== undefined && !isUuid(ctx.userId)) throw new TypeError('userId must be a uuid');
+    waiting++;
+    let conn: postgres.ReservedSql;
+    try {
+      conn = await sql.reserve();
+    } finally {
+      waiting--;
+    }
+    inUse++;
+    try {
+      // One pipeline, one round trip. If any statement fails, PostgreSQL aborts the transaction and
+      // answers the COMMIT with a rollback, so nothing can commit; the explicit ROLLBACK after an
+      // error only makes sure no transaction is left open on the pooled connection.
+      const sent = [
+        conn.unsafe('begin read only'),
+        conn`select set_config('app.tenant_id', ${ctx.tenantId ?? ''}, true),
+                    set_config('app.user_id', ${ctx.userId ?? ''}, true),
+                    set_config('app.system', '', true)`,
+      ];
+      const result = query(conn);
+      const commit = conn.unsafe('commit');
+      for (const p of [...sent, result, commit]) p.catch(() => {});
+      try {
+        await Promise.all(sent);
+        const rows = await result;
+        await commit;
+        return rows;
+      } catch (error) {
+        await conn.unsafe('rollback').catch(() => {});
+        throw error;
+      }
+    } finally {
+      inUse--;
+      conn.release();
+    }
+  }
+
   return {
     withTenant(tenantId, fn, opts) {
       if (!isUuid(tenantId)) return Promise.reject(new TypeError('withTenant needs a tenant uuid'));
       return transaction({ tenantId, userId: opts?.userId }, fn);
+    },
+    readTenant(tenantId, query, opts) {
+      if (!isUuid(tenantId)) return Promise.reject(new TypeError('readTenant needs a tenant uuid'));
+      return readOne({ tenantId, userId: opts?.userId }, query);
     },
     withSystemAccess(fn, opts) {
       return transaction({ tenantId: opts?.tenantId, userId: opts?.userId, system: true }, fn);

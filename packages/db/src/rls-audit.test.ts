@@ -105,6 +105,23 @@ async function policyProblems(sql: Sql): Promise<string[]> {
   return problems;
 }
 
+/**
+ * Policies must read the transaction's context once per statement: `(SELECT app_tenant_id())`
+ * (an InitPlan), not `app_tenant_id()` or `current_setting('app.tenant_id')`, which PostgreSQL
+ * evaluates for every row it looks at (migration 0020 rewrote the policies that existed then).
+ */
+async function perRowContextProblems(sql: Sql): Promise<string[]> {
+  const policies = await sql<{ tablename: string; policyname: string; expr: string }[]>`
+    select tablename, policyname, coalesce(qual, '') || ' ' || coalesce(with_check, '') as expr
+    from pg_policies where schemaname = 'public' order by tablename, policyname`;
+  return policies
+    .filter((p) => {
+      const rest = p.expr.replace(/\( SELECT (app_\w+)\(\) AS \1\)/g, '');
+      return /current_setting\(/.test(rest) || /\bapp_(tenant_id|user_id|is_system)\(\)/.test(rest);
+    })
+    .map((p) => `policy ${p.policyname} on ${p.tablename} reads the context per row`);
+}
+
 async function securityDefinerFunctions(sql: Sql): Promise<string[]> {
   const rows = await sql<{ fn: string }[]>`
     select p.oid::regprocedure::text as fn from pg_proc p join pg_namespace n on n.oid = p.pronamespace
@@ -212,6 +229,10 @@ describe('row-level security', () => {
     expect(await policyProblems(db.owner)).toEqual([]);
   });
 
+  it('every policy reads app.tenant_id, app.user_id and app.system once per statement', async () => {
+    expect(await perRowContextProblems(db.owner)).toEqual([]);
+  });
+
   it('schema_migrations, the one table without RLS, is read-only for the runtime', async () => {
     const [row] = await runtime<{ n: string }[]>`select count(*) as n from schema_migrations`;
     expect(Number(row!.n)).toBeGreaterThan(0);
@@ -265,6 +286,31 @@ describe('the audit catches what a later migration could get wrong', () => {
         `create policy w on later_things as restrictive for all using (tenant_id = app_tenant_id())`,
       );
       expect(await policyProblems(tx)).toEqual([]);
+    });
+  });
+
+  it('a policy that reads the context per row instead of once per statement', async () => {
+    await inRolledBackTransaction(async (tx) => {
+      await tx`create table later_rows (tenant_id uuid not null, id uuid not null, primary key (tenant_id, id))`;
+      await tx.unsafe(
+        `create policy once on later_rows as restrictive for select using (tenant_id = (select app_tenant_id()))`,
+      );
+      expect(await perRowContextProblems(tx)).toEqual([]);
+      await tx.unsafe(
+        `create policy per_call on later_rows as restrictive for insert with check (tenant_id = app_tenant_id())`,
+      );
+      await tx.unsafe(
+        `create policy per_setting on later_rows as restrictive for update ` +
+          `using (tenant_id = nullif(current_setting('app.tenant_id', true), '')::uuid)`,
+      );
+      await tx.unsafe(
+        `create policy per_user on later_rows as restrictive for delete using ((select app_is_system()) or id = app_user_id())`,
+      );
+      expect(await perRowContextProblems(tx)).toEqual([
+        'policy per_call on later_rows reads the context per row',
+        'policy per_setting on later_rows reads the context per row',
+        'policy per_user on later_rows reads the context per row',
+      ]);
     });
   });
 

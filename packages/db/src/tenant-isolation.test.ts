@@ -360,4 +360,63 @@ describe('the tenant setting on a pooled connection', () => {
       await expect(app.withTenant(bad, (tx) => tx`select 1`)).rejects.toThrow(TypeError);
     }
   });
+
+  it('readTenant (one statement, one round trip) sees only its tenant, refuses writes and leaves nothing behind', async () => {
+    for (const table of tenantTables) {
+      const rows = await app.readTenant(A, (tx) =>
+        tx.unsafe<{ tenant_id: string }[]>(`select tenant_id from ${ident(table)}`),
+      );
+      expect(
+        rows.map((r) => r.tenant_id),
+        table,
+      ).toEqual([A]);
+    }
+    const pool = connect(url, { max: 1 });
+    const single = createDatabase({ url, max: 1, pool });
+    try {
+      // The pooled connection after a readTenant: no tenant, no transaction left open.
+      const after = async () => {
+        const [row] = await pool<{ tenant: string | null; pid: number; roles: string }[]>`
+          select current_setting('app.tenant_id', true) as tenant, pg_backend_pid() as pid,
+                 (select count(*) from roles) as roles`;
+        const [activity] = await db.owner<{ xact: Date | null }[]>`
+          select xact_start as xact from pg_stat_activity where pid = ${row!.pid}`;
+        return { tenant: row!.tenant, open: activity!.xact !== null, roles: row!.roles };
+      };
+      const [inside] = await single.readTenant(
+        B,
+        (tx) => tx<{ tenant: string; user: string; readOnly: string }[]>`
+          select current_setting('app.tenant_id', true) as tenant, current_setting('app.user_id', true) as user,
+                 current_setting('transaction_read_only') as "readOnly"`,
+        { userId: A },
+      );
+      expect(inside).toEqual({ tenant: B, user: A, readOnly: 'on' });
+      expect(await after()).toEqual({ tenant: '', open: false, roles: '0' });
+
+      // A write is refused (read-only transaction) and nothing is committed.
+      const write = await pgError(
+        single.readTenant(B, (tx) => tx`update roles set description = 'changed' returning 1`),
+      );
+      expect(write.code).toBe('25006');
+      expect(await after()).toEqual({ tenant: '', open: false, roles: '0' });
+      const [role] = await db.owner<
+        { description: string }[]
+      >`select description from roles where tenant_id = ${B}`;
+      expect(role!.description).not.toBe('changed');
+
+      // A failing statement: the error reaches the caller, the connection is clean and usable.
+      const failed = await pgError(single.readTenant(A, (tx) => tx`select 1 / 0`));
+      expect(failed.code).toBe('22012');
+      expect(await after()).toEqual({ tenant: '', open: false, roles: '0' });
+      const [again] = await single.readTenant(
+        A,
+        (tx) => tx<{ n: string }[]>`select count(*) as n from roles`,
+      );
+      expect(again!.n).toBe('1');
+
+      await expect(single.readTenant('not-a-uuid', (tx) => tx`select 1`)).rejects.toThrow(TypeError);
+    } finally {
+      await single.close();
+    }
+  });
 });

@@ -124,8 +124,9 @@ export async function listMembers(
   q: { limit: number; cursor?: string | undefined; role?: string | undefined },
 ): Promise<Page<Member>> {
   const after = decodeCursor(q.cursor, ['t', 'id']);
-  return res.db.withTenant(tenantId, async (tx) => {
-    const rows = await tx<(MemberRow & { cursor_t: string })[]>`
+  const rows = await res.db.readTenant(
+    tenantId,
+    (tx) => tx<(MemberRow & { cursor_t: string })[]>`
       select u.id, u.email, u.name, r.name as role, m.status, u.status as user_status, u.last_login_at, m.created_at,
              m.created_at::text as cursor_t
       from memberships m
@@ -135,14 +136,14 @@ export async function listMembers(
         ${q.role ? tx`and r.name = ${q.role}` : tx``}
         ${after ? tx`and (m.created_at, m.user_id) > (${after.t}::text::timestamptz, ${after.id}::uuid)` : tx``}
       order by m.created_at, m.user_id
-      limit ${q.limit + 1}`;
-    const items = rows.slice(0, q.limit).map(toMember);
-    const last = rows[q.limit - 1];
-    return {
-      items,
-      nextCursor: rows.length > q.limit && last ? encodeCursor({ t: last.cursor_t, id: last.id }) : null,
-    };
-  });
+      limit ${q.limit + 1}`,
+  );
+  const items = rows.slice(0, q.limit).map(toMember);
+  const last = rows[q.limit - 1];
+  return {
+    items,
+    nextCursor: rows.length > q.limit && last ? encodeCursor({ t: last.cursor_t, id: last.id }) : null,
+  };
 }
 
 async function ownerCount(tx: Tx, tenantId: string): Promise<number> {
