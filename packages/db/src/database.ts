@@ -30,6 +30,21 @@ export interface Database {
   close(): Promise<void>;
 }
 
+/** Work queued by beforeCommit, per open transaction handle (see transaction below). */
+const commitHooks = new WeakMap<object, (() => Promise<void>)[]>();
+
+/**
+ * Run `fn` inside `tx` just before it commits (after the caller's work, so locks it takes are held
+ * only for the last statements of the transaction). False when `tx` is not a transaction opened by
+ * withTenant/withSystemAccess: the caller must then do the work right away.
+ */
+export function beforeCommit(tx: Tx, fn: () => Promise<void>): boolean {
+  const hooks = commitHooks.get(tx);
+  if (!hooks) return false;
+  hooks.push(fn);
+  return true;
+}
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export function isUuid(value: unknown): value is string {
@@ -87,9 +102,12 @@ export function createDatabase(options: DatabaseOptions): Database {
                     set_config('app.system', ${ctx.system ? 'on' : ''}, true)`,
       ];
       for (const p of setup) p.catch(() => {});
+      commitHooks.set(conn, []);
       try {
         const result = await fn(conn);
         await Promise.all(setup);
+        const hooks = commitHooks.get(conn)!;
+        for (let i = 0; i < hooks.length; i++) await hooks[i]!();
         await conn.unsafe('commit');
         return result;
       } catch (error) {
@@ -97,6 +115,7 @@ export function createDatabase(options: DatabaseOptions): Database {
         throw error;
       }
     } finally {
+      commitHooks.delete(conn);
       inUse--;
       conn.release();
     }

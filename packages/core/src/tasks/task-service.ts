@@ -60,7 +60,7 @@ export async function submitEvent(
     await tx`
       insert into tasks (tenant_id, id, title, source, event_id, created_by_type, created_by_id)
       values (${tenantId}, ${taskId}, ${titleOf(e)}, ${e.source}, ${eventId}, ${actor.type}, ${actor.id ?? null})`;
-    await res.audit.append(tx, tenantId, {
+    await res.audit.record(tx, tenantId, {
       ...auditActor(actor),
       action: 'task.created',
       targetType: 'task',
