@@ -117,12 +117,15 @@ export class AuditLog {
     else byTenant.set(tenantId, [input]);
   }
 
-  async #flush(tx: Tx): Promise<void> {
+  async #flush(tx: Tx): Promise<{ tail: Promise<unknown> } | void> {
     const byTenant = this.#pending.get(tx);
     this.#pending.delete(tx);
     if (!byTenant) return;
-    for (const [tenantId, inputs] of byTenant) {
-      if (inputs.length) await this.#write(tx, tenantId, inputs);
+    const tenants = [...byTenant].filter(([, inputs]) => inputs.length);
+    for (const [i, [tenantId, inputs]] of tenants.entries()) {
+      const last = i === tenants.length - 1;
+      const written = await this.#write(tx, tenantId, inputs, last);
+      if (last && written.tail) return { tail: written.tail };
     }
   }
 
@@ -133,11 +136,20 @@ export class AuditLog {
       this.#pending.get(tx)!.delete(tenantId);
       inputs = [...earlier, ...inputs];
     }
-    return this.#write(tx, tenantId, inputs);
+    return (await this.#write(tx, tenantId, inputs, false)).entries;
   }
 
-  async #write(tx: Tx, tenantId: string, inputs: AuditInput[]): Promise<AuditEntry[]> {
-    if (!inputs.length) return [];
+  /**
+   * Lock the head, chain the entries, write them and the new head in one statement. With `leave`,
+   * that statement is returned unawaited (`tail`), to be sent together with COMMIT.
+   */
+  async #write(
+    tx: Tx,
+    tenantId: string,
+    inputs: AuditInput[],
+    leave: boolean,
+  ): Promise<{ entries: AuditEntry[]; tail?: Promise<unknown> }> {
+    if (!inputs.length) return { entries: [] };
     let [head] = await tx<{ seq: string; hash: string }[]>`
       select seq, hash from audit_heads where tenant_id = ${tenantId} for update`;
     if (!head) {
@@ -190,7 +202,7 @@ export class AuditLog {
       hash: e.hash,
     }));
     // One statement: the rows and the new head.
-    await tx`with added as (
+    const write = tx`with added as (
                insert into audit_log (tenant_id, seq, at, actor_type, actor_id, actor_label, action, target_type,
                  target_id, outcome, request_id, ip, details, prev_hash, hash)
                select tenant_id, seq, at, actor_type, actor_id, actor_label, action, target_type,
@@ -200,9 +212,17 @@ export class AuditLog {
                  target_id text, outcome text, request_id text, ip text, details jsonb, prev_hash text, hash text)
                returning 1)
              update audit_heads set seq = ${last.seq}, hash = ${last.hash}, updated_at = now()
-             where tenant_id = ${tenantId}`;
+             where tenant_id = ${tenantId}`.execute();
+    if (leave) {
+      write.catch(() => {});
+      const tail = write.then(() => {
+        for (const e of entries) for (const l of this.#listeners) l(tenantId, e.seq);
+      });
+      return { entries, tail };
+    }
+    await write;
     for (const e of entries) for (const l of this.#listeners) l(tenantId, e.seq);
-    return entries;
+    return { entries };
   }
 }
 

@@ -34,6 +34,23 @@ export interface TakenStep {
   tenantSlug: string;
 }
 
+/** How late a held-back step's own job runs if no finishing step wakes it first. */
+const THROTTLE_BACKSTOP_MS = 2000;
+
+/**
+ * A step of the tenant left `running`, so a slot is free: queue the step that has waited longest
+ * for one now (its backstop job is moved forward). SKIP LOCKED: never waits for another task's row.
+ */
+async function wakeThrottled(tx: Tx, tenantId: string): Promise<void> {
+  const [next] = await tx<{ id: string }[]>`
+    update steps set throttled_at = null
+    where tenant_id = ${tenantId} and id = (
+      select id from steps where tenant_id = ${tenantId} and throttled_at is not null and status = 'ready'
+      order by throttled_at limit 1 for update skip locked)
+    returning id`;
+  if (next) await enqueue(tx, 'run-step', { tenantId, stepId: next.id }, { jobKey: `step:${next.id}` });
+}
+
 type Claim = { kind: 'skip' } | ({ kind: 'run' } & TakenStep);
 
 /**
@@ -57,18 +74,22 @@ async function take(
   const [{ n } = { n: '0' }] = await tx<{ n: string }[]>`
     select count(*) as n from steps where tenant_id = ${tenantId} and status = 'running' and lease_expires_at > now()`;
   if (Number(n) >= limit) {
-    // Fairness: this tenant is at its limit; try again shortly instead of holding a worker.
+    // Fairness: this tenant is at its limit. The step waits in line (throttled_at) without holding a
+    // worker: the next step of the tenant to leave `running` wakes it (wakeThrottled); the job queued
+    // here is only the backstop for a wake-up missed by a race.
+    await tx`update steps set throttled_at = coalesce(throttled_at, now())
+             where tenant_id = ${tenantId} and id = ${stepId}`;
     await enqueue(
       tx,
       'run-step',
       { tenantId, stepId },
-      { jobKey: `step:${stepId}`, runAt: new Date(Date.now() + 250) },
+      { jobKey: `step:${stepId}`, runAt: new Date(Date.now() + THROTTLE_BACKSTOP_MS) },
     );
     return false;
   }
   const lease = new Date(Date.now() + res.executor.leaseSeconds * 1000);
   await tx`update steps set status = 'running', attempts = attempts + 1, lease_expires_at = ${lease},
-             started_at = coalesce(started_at, now()), updated_at = now()
+             throttled_at = null, started_at = coalesce(started_at, now()), updated_at = now()
            where tenant_id = ${tenantId} and id = ${stepId}`;
   step.attempts += 1;
   step.status = 'running';
@@ -119,7 +140,12 @@ export async function takeReadySteps(
   for (const step of ready) {
     const tool = tools.get(step.tool);
     if (!tool || step.needs_approval || actionHash(step.tool, step.args) !== step.action_hash) {
-      await enqueue(tx, 'run-step', { tenantId: step.tenant_id, stepId: step.id }, { jobKey: `step:${step.id}` });
+      await enqueue(
+        tx,
+        'run-step',
+        { tenantId: step.tenant_id, stepId: step.id },
+        { jobKey: `step:${step.id}` },
+      );
       continue;
     }
     if (await take(res, tx, step, task, tenant.settings, undefined))
@@ -298,8 +324,11 @@ export async function executeStep(res: Resources, taken: TakenStep): Promise<voi
     >`select * from steps where tenant_id = ${tenantId} and id = ${stepId} for update`;
     // Another worker took over after our lease ran out and already finished: keep its outcome.
     if (!current || current.status !== 'running') return;
-    // The step leaves `running` below in every branch: its reaper job has nothing left to do.
-    await tx`select graphile_worker.remove_job(${`reap:${stepId}`}::text)`;
+    // The step leaves `running` below in every branch: its reaper job has nothing left to do, and
+    // its slot goes to the tenant's longest-waiting step.
+    // (A plain delete, not remove_job: that one NOTIFYs every worker of a job that is gone.)
+    await tx`delete from graphile_worker._private_jobs where key = ${`reap:${stepId}`} and locked_at is null`;
+    await wakeThrottled(tx, tenantId);
     current.attempts = Math.max(current.attempts, step.attempts);
     if (!error) {
       await rememberRecipients(tx, tenantId, tool, current.args);
