@@ -40,6 +40,10 @@ export interface Config {
   tenantConcurrency: number;
   /** Jobs one worker process runs at once. */
   workerConcurrency: number;
+  /** Job-queue batching: jobs a worker process fetches (and locks) at once; 1 = one at a time. */
+  workerFetchBatch: number;
+  /** Job-queue batching: ms a finished job waits to be marked complete together with others; -1 = off. */
+  workerCompleteDelayMs: number;
   /** Seconds a leader lease (folder watcher, scheduler) lasts without renewal. */
   leaseSeconds: number;
   /** The installation allows stdio MCP servers (commands on this host); tenants must opt in too. */
@@ -277,6 +281,8 @@ export function loadConfig(
     stepLeaseSeconds: int('STEWARD_STEP_LEASE_SECONDS', 60, 2, 86_400),
     tenantConcurrency: int('STEWARD_TENANT_CONCURRENCY', 4, 1, 1000),
     workerConcurrency: int('STEWARD_WORKER_CONCURRENCY', 8, 1, 200),
+    workerFetchBatch: int('STEWARD_WORKER_FETCH_BATCH', 1, 1, 1000),
+    workerCompleteDelayMs: int('STEWARD_WORKER_COMPLETE_DELAY_MS', -1, -1, 10_000),
     leaseSeconds: int('STEWARD_LEASE_SECONDS', 15, 2, 3600),
     mcpAllowStdio: bool('STEWARD_MCP_STDIO'),
     mcpIdleSeconds: int('STEWARD_MCP_IDLE_SECONDS', 60, 1, 86_400),

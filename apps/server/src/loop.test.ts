@@ -159,6 +159,37 @@ describe('the loop', () => {
     expect(r.json().error.code).toBe('VALIDATION_FAILED');
   });
 
+  it('a burst of events is taken in together: one bad event fails alone, a repeated id gives one task', async () => {
+    const ext = `burst-${Date.now()}`;
+    const replies = await Promise.all([
+      ...Array.from({ length: 12 }, (_, i) =>
+        api('POST', '/events', {
+          source: 'api',
+          type: 'note',
+          subject: `burst ${i}`,
+          externalId: `${ext}-${i}`,
+        }),
+      ),
+      api('POST', '/events', { source: 'api', type: 'note', subject: 'nul \u0000 here' }),
+      api('POST', '/events', { source: 'api', type: 'note', subject: 'again', externalId: `${ext}-0` }),
+    ]);
+    const good = replies.slice(0, 12).map((r) => expectStatus(r, 202).json());
+    expect(new Set(good.map((g) => g.taskId)).size).toBe(12);
+    expect(good.every((g) => g.duplicate === false)).toBe(true);
+    expect(expectStatus(replies[12]!, 400).json().error.code).toBe('VALIDATION_FAILED');
+    const again = expectStatus(replies[13]!, 202).json();
+    expect(again.taskId).toBe(good[0].taskId);
+    expect(again.duplicate).toBe(true);
+    for (const g of good) {
+      const task = expectStatus(await api('GET', `/tasks/${g.taskId}`), 200).json();
+      expect(task.id).toBe(g.taskId);
+    }
+    // Every new task has its own audit entry.
+    const [row] = await t.db.owner<{ n: number }[]>`
+      select count(*)::int as n from audit_log where action = 'task.created' and target_id = any(${good.map((g) => g.taskId)}::text[])`;
+    expect(row?.n).toBe(12);
+  });
+
   it('an event no playbook matches waits for a person', async () => {
     const intake = expectStatus(
       await api('POST', '/events', { source: 'api', type: 'note', subject: 'hello there' }),

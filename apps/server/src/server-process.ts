@@ -82,6 +82,8 @@ export async function runServer(config: Config, role: Role): Promise<void> {
       worker = await startWorker(res, {
         appUrl: runtime.appUrl,
         concurrency: config.workerConcurrency,
+        fetchBatch: config.workerFetchBatch,
+        completeDelayMs: config.workerCompleteDelayMs,
         log: (level, message) => logger[level](message),
       });
       // Folder watcher and scheduler: every worker process offers; the lease holder of each runs it.

@@ -42,6 +42,26 @@ export interface Database {
   close(): Promise<void>;
 }
 
+/** Work queued by beforeCommit, per open transaction handle (see transaction below). */
+const commitHooks = new WeakMap<object, CommitHook[]>();
+
+/** What a hook may leave in flight: its last statement, sent together with COMMIT (one round trip). */
+export type CommitHook = () => Promise<{ tail: Promise<unknown> } | void>;
+
+/**
+ * Run `fn` inside `tx` just before it commits (after the caller's work, so locks it takes are held
+ * only for the last statements of the transaction). A hook may return its last statement unawaited
+ * as `tail`: it is pipelined with COMMIT, and its failure fails (and rolls back) the transaction.
+ * False when `tx` is not a transaction opened by
+ * withTenant/withSystemAccess: the caller must then do the work right away.
+ */
+export function beforeCommit(tx: Tx, fn: CommitHook): boolean {
+  const hooks = commitHooks.get(tx);
+  if (!hooks) return false;
+  hooks.push(fn);
+  return true;
+}
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export function isUuid(value: unknown): value is string {
@@ -99,16 +119,31 @@ export function createDatabase(options: DatabaseOptions): Database {
                     set_config('app.system', ${ctx.system ? 'on' : ''}, true)`,
       ];
       for (const p of setup) p.catch(() => {});
+      commitHooks.set(conn, []);
       try {
         const result = await fn(conn);
         await Promise.all(setup);
-        await conn.unsafe('commit');
+        const hooks = commitHooks.get(conn)!;
+        const tails: Promise<unknown>[] = [];
+        for (let i = 0; i < hooks.length; i++) {
+          const left = await hooks[i]!();
+          if (left) tails.push(left.tail);
+        }
+        if (tails.length) {
+          // A failed statement before it turns COMMIT into a rollback: report that statement's error.
+          const settled = await Promise.allSettled([...tails, conn.unsafe('commit')]);
+          const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+          if (failed) throw failed.reason;
+        } else {
+          await conn.unsafe('commit');
+        }
         return result;
       } catch (error) {
         await conn.unsafe('rollback').catch(() => {});
         throw error;
       }
     } finally {
+      commitHooks.delete(conn);
       inUse--;
       conn.release();
     }

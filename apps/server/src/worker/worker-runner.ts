@@ -18,6 +18,10 @@ export interface WorkerOptions {
   appUrl: string;
   concurrency?: number;
   pollIntervalMs?: number;
+  /** Jobs fetched (and locked) per query, served to the slots from memory (graphile's localQueue); 1 = off. */
+  fetchBatch?: number;
+  /** Ms to wait to mark finished jobs complete in one statement (graphile's completeJobBatchDelay); -1 = off. */
+  completeDelayMs?: number;
   log?: (level: 'error' | 'warn' | 'info', message: string) => void;
 }
 
@@ -63,6 +67,12 @@ export async function startWorker(res: Resources, opts: WorkerOptions): Promise<
     concurrency: opts.concurrency ?? 8,
     pollInterval: opts.pollIntervalMs ?? 1000,
     noHandleSignals: true,
+    preset: {
+      worker: {
+        ...((opts.fetchBatch ?? 1) > 1 ? { localQueue: { size: opts.fetchBatch! } } : {}),
+        completeJobBatchDelay: opts.completeDelayMs ?? -1,
+      },
+    },
     logger,
     // The retention purge: daily, once per installation (graphile-worker's cron dedupes across workers).
     crontab: '30 3 * * * retention-purge',

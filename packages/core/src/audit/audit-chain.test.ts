@@ -145,6 +145,54 @@ describe('an intact chain', () => {
     expect(await verify(env, id)).toEqual({ ok: true, checked: 8, checkpointSeq: 5 });
   });
 
+  it('recorded entries are written at commit as one chain step, in order, and after earlier appends', async () => {
+    const id = await newTenant(env);
+    const entry = (action: string) => ({ actorType: 'system' as const, action, details: { action } });
+    await env.db.withTenant(id, async (tx) => {
+      await env.audit.record(tx, id, entry('a.recorded'));
+      await env.audit.record(tx, id, entry('b.recorded'));
+      // Nothing is written before the commit...
+      expect(await tx`select 1 from audit_log where tenant_id = ${id}`).toHaveLength(0);
+      // ...unless an immediate append follows: the recorded entries go first.
+      await env.audit.append(tx, id, entry('c.appended'));
+      await env.audit.record(tx, id, entry('d.recorded'));
+      await env.audit.record(tx, id, entry('e.recorded'));
+    });
+    const rows = await env.tdb.owner<{ seq: string; action: string }[]>`
+      select seq, action from audit_log where tenant_id = ${id} order by seq`;
+    expect(rows.map((r) => [Number(r.seq), r.action])).toEqual([
+      [1, 'a.recorded'],
+      [2, 'b.recorded'],
+      [3, 'c.appended'],
+      [4, 'd.recorded'],
+      [5, 'e.recorded'],
+    ]);
+    expect(await verify(env, id)).toEqual({ ok: true, checked: 5 });
+    // A transaction that fails writes none of its recorded entries.
+    await expect(
+      env.db.withTenant(id, async (tx) => {
+        await env.audit.record(tx, id, entry('f.recorded'));
+        throw new Error('rolled back');
+      }),
+    ).rejects.toThrow('rolled back');
+    // Concurrent transactions each recording two entries keep the chain gap-free.
+    await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        env.db.withTenant(id, async (tx) => {
+          await env.audit.record(tx, id, entry(`x${i}.one`));
+          await env.audit.record(tx, id, entry(`x${i}.two`));
+        }),
+      ),
+    );
+    expect(await verify(env, id)).toEqual({ ok: true, checked: 25 });
+    const actions = (
+      await env.tdb.owner<
+        { action: string }[]
+      >`select action from audit_log where tenant_id = ${id} order by seq`
+    ).map((r) => r.action);
+    for (let i = 0; i < 10; i++) expect(actions.indexOf(`x${i}.two`)).toBe(actions.indexOf(`x${i}.one`) + 1);
+  });
+
   it('a tenant without entries verifies as an empty chain', async () => {
     const id = await newTenant(env);
     expect(await verify(env, id)).toEqual({ ok: true, checked: 0 });

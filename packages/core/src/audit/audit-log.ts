@@ -1,5 +1,5 @@
 import { createHmac } from 'node:crypto';
-import type { Tx } from '@steward/db/database';
+import { beforeCommit, type Tx } from '@steward/db/database';
 import { canonicalJson } from '../crypto/canonical-json.ts';
 import type { MasterKey } from '../crypto/master-key.ts';
 
@@ -86,7 +86,70 @@ export class AuditLog {
     this.#listeners.push(listener);
   }
 
+  /** Entries recorded with `record` and not yet written, per transaction and tenant. */
+  readonly #pending = new WeakMap<Tx, Map<string, AuditInput[]>>();
+
+  /** Append one entry now (entries this transaction recorded before it are written first, in order). */
   async append(tx: Tx, tenantId: string, input: AuditInput): Promise<AuditEntry> {
+    const entries = await this.appendMany(tx, tenantId, [input]);
+    return entries[entries.length - 1]!;
+  }
+
+  /**
+   * Record an entry that is written just before the transaction commits, together with every other
+   * entry the transaction recorded for the tenant: one chain step under one head lock, taken as late
+   * as possible, so the tenant's chain is locked for two statements and the commit instead of for
+   * the rest of the transaction. The entry commits exactly when the change it records commits.
+   */
+  async record(tx: Tx, tenantId: string, input: AuditInput): Promise<void> {
+    let byTenant = this.#pending.get(tx);
+    if (!byTenant) {
+      byTenant = new Map();
+      const queued = beforeCommit(tx, () => this.#flush(tx));
+      if (!queued) {
+        await this.append(tx, tenantId, input);
+        return;
+      }
+      this.#pending.set(tx, byTenant);
+    }
+    const list = byTenant.get(tenantId);
+    if (list) list.push(input);
+    else byTenant.set(tenantId, [input]);
+  }
+
+  async #flush(tx: Tx): Promise<{ tail: Promise<unknown> } | void> {
+    const byTenant = this.#pending.get(tx);
+    this.#pending.delete(tx);
+    if (!byTenant) return;
+    const tenants = [...byTenant].filter(([, inputs]) => inputs.length);
+    for (const [i, [tenantId, inputs]] of tenants.entries()) {
+      const last = i === tenants.length - 1;
+      const written = await this.#write(tx, tenantId, inputs, last);
+      if (last && written.tail) return { tail: written.tail };
+    }
+  }
+
+  /** Append several entries in order under one lock of the tenant's chain head. */
+  async appendMany(tx: Tx, tenantId: string, inputs: AuditInput[]): Promise<AuditEntry[]> {
+    const earlier = this.#pending.get(tx)?.get(tenantId);
+    if (earlier?.length) {
+      this.#pending.get(tx)!.delete(tenantId);
+      inputs = [...earlier, ...inputs];
+    }
+    return (await this.#write(tx, tenantId, inputs, false)).entries;
+  }
+
+  /**
+   * Lock the head, chain the entries, write them and the new head in one statement. With `leave`,
+   * that statement is returned unawaited (`tail`), to be sent together with COMMIT.
+   */
+  async #write(
+    tx: Tx,
+    tenantId: string,
+    inputs: AuditInput[],
+    leave: boolean,
+  ): Promise<{ entries: AuditEntry[]; tail?: Promise<unknown> }> {
+    if (!inputs.length) return { entries: [] };
     let [head] = await tx<{ seq: string; hash: string }[]>`
       select seq, hash from audit_heads where tenant_id = ${tenantId} for update`;
     if (!head) {
@@ -95,32 +158,71 @@ export class AuditLog {
       [head] = await tx<{ seq: string; hash: string }[]>`
         select seq, hash from audit_heads where tenant_id = ${tenantId} for update`;
     }
-    const base: Omit<AuditEntry, 'hash'> = {
-      tenantId,
-      seq: Number(head!.seq) + 1,
-      at: new Date().toISOString(),
-      actorType: input.actorType,
-      actorId: input.actorId ?? null,
-      actorLabel: input.actorLabel ?? null,
-      action: input.action,
-      targetType: input.targetType ?? null,
-      targetId: input.targetId ?? null,
-      outcome: input.outcome ?? 'success',
-      requestId: input.requestId ?? null,
-      ip: input.ip ?? null,
-      details: JSON.parse(canonicalJson(input.details ?? {})) as Record<string, unknown>,
-      prevHash: head!.hash,
-    };
-    const entry: AuditEntry = { ...base, hash: entryHash(chainKey(this.#master, tenantId), base) };
-    await tx`insert into audit_log (tenant_id, seq, at, actor_type, actor_id, actor_label, action, target_type,
-               target_id, outcome, request_id, ip, details, prev_hash, hash)
-             values (${tenantId}, ${entry.seq}, ${entry.at}, ${entry.actorType}, ${entry.actorId}, ${entry.actorLabel},
-               ${entry.action}, ${entry.targetType}, ${entry.targetId}, ${entry.outcome}, ${entry.requestId},
-               ${entry.ip}, ${tx.json(entry.details as never)}, ${entry.prevHash}, ${entry.hash})`;
-    await tx`update audit_heads set seq = ${entry.seq}, hash = ${entry.hash}, updated_at = now()
-             where tenant_id = ${tenantId}`;
-    for (const l of this.#listeners) l(tenantId, entry.seq);
-    return entry;
+    const key = chainKey(this.#master, tenantId);
+    const at = new Date().toISOString();
+    let seq = Number(head!.seq);
+    let prevHash = head!.hash;
+    const entries: AuditEntry[] = inputs.map((input) => {
+      const base: Omit<AuditEntry, 'hash'> = {
+        tenantId,
+        seq: ++seq,
+        at,
+        actorType: input.actorType,
+        actorId: input.actorId ?? null,
+        actorLabel: input.actorLabel ?? null,
+        action: input.action,
+        targetType: input.targetType ?? null,
+        targetId: input.targetId ?? null,
+        outcome: input.outcome ?? 'success',
+        requestId: input.requestId ?? null,
+        ip: input.ip ?? null,
+        details: JSON.parse(canonicalJson(input.details ?? {})) as Record<string, unknown>,
+        prevHash,
+      };
+      const entry: AuditEntry = { ...base, hash: entryHash(key, base) };
+      prevHash = entry.hash;
+      return entry;
+    });
+    const last = entries[entries.length - 1]!;
+    const rows = entries.map((e) => ({
+      tenant_id: e.tenantId,
+      seq: e.seq,
+      at: e.at,
+      actor_type: e.actorType,
+      actor_id: e.actorId,
+      actor_label: e.actorLabel,
+      action: e.action,
+      target_type: e.targetType,
+      target_id: e.targetId,
+      outcome: e.outcome,
+      request_id: e.requestId,
+      ip: e.ip,
+      details: e.details,
+      prev_hash: e.prevHash,
+      hash: e.hash,
+    }));
+    // One statement: the rows and the new head.
+    const write = tx`with added as (
+               insert into audit_log (tenant_id, seq, at, actor_type, actor_id, actor_label, action, target_type,
+                 target_id, outcome, request_id, ip, details, prev_hash, hash)
+               select tenant_id, seq, at, actor_type, actor_id, actor_label, action, target_type,
+                 target_id, outcome, request_id, ip, details, prev_hash, hash
+               from jsonb_to_recordset(${tx.json(rows as never)}::jsonb) as r(tenant_id uuid, seq bigint,
+                 at timestamptz, actor_type text, actor_id text, actor_label text, action text, target_type text,
+                 target_id text, outcome text, request_id text, ip text, details jsonb, prev_hash text, hash text)
+               returning 1)
+             update audit_heads set seq = ${last.seq}, hash = ${last.hash}, updated_at = now()
+             where tenant_id = ${tenantId}`.execute();
+    if (leave) {
+      write.catch(() => {});
+      const tail = write.then(() => {
+        for (const e of entries) for (const l of this.#listeners) l(tenantId, e.seq);
+      });
+      return { entries, tail };
+    }
+    await write;
+    for (const e of entries) for (const l of this.#listeners) l(tenantId, e.seq);
+    return { entries };
   }
 }
 

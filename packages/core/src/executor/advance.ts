@@ -34,10 +34,17 @@ export function approvedFor(
 
 /**
  * Move a task forward after anything changed: steps whose dependencies succeeded become ready
- * (and are queued) or wait for approval; the task's status follows its steps. Runs inside the
+ * (and are queued, or collected in `inline` for the caller to take) or wait for approval; the task's status follows its steps. Runs inside the
  * transaction that made the change, with the task row locked.
  */
-export async function advance(res: Resources, tx: Tx, tenantId: string, taskId: string): Promise<TaskStatus> {
+export async function advance(
+  res: Resources,
+  tx: Tx,
+  tenantId: string,
+  taskId: string,
+  /** Collects the steps made ready that need no approval instead of queueing them (takeReadySteps). */
+  inline?: StepRow[],
+): Promise<TaskStatus> {
   const [task] = await tx<
     TaskRow[]
   >`select * from tasks where tenant_id = ${tenantId} and id = ${taskId} for update`;
@@ -66,7 +73,8 @@ export async function advance(res: Resources, tx: Tx, tenantId: string, taskId: 
         continue;
       }
       await setStep(tx, step, 'ready');
-      await enqueue(tx, 'run-step', { tenantId, stepId: step.id }, { jobKey: `step:${step.id}` });
+      if (inline && !step.needs_approval) inline.push(step);
+      else await enqueue(tx, 'run-step', { tenantId, stepId: step.id }, { jobKey: `step:${step.id}` });
     }
   }
 
@@ -87,7 +95,7 @@ export async function advance(res: Resources, tx: Tx, tenantId: string, taskId: 
     const final = FINAL_TASK_STATUSES.has(status);
     await tx`update tasks set status = ${status}, updated_at = now(), finished_at = ${final ? new Date() : null}
              where tenant_id = ${tenantId} and id = ${taskId}`;
-    await res.audit.append(tx, tenantId, {
+    await res.audit.record(tx, tenantId, {
       ...auditActor(SYSTEM_ACTOR),
       action: `task.${status}`,
       targetType: 'task',
@@ -144,7 +152,7 @@ async function startCompensation(
     previous = key;
   }
   await enqueue(tx, 'run-step', { tenantId, stepId: first! }, { jobKey: `step:${first}` });
-  await res.audit.append(tx, tenantId, {
+  await res.audit.record(tx, tenantId, {
     ...auditActor(SYSTEM_ACTOR),
     action: 'task.compensating',
     targetType: 'task',

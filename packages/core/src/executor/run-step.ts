@@ -27,7 +27,132 @@ function errorInfo(error: unknown): { code: string; message: string; retryable: 
   };
 }
 
-type Claim = { kind: 'skip' } | { kind: 'run'; step: StepRow; task: TaskRow; tool: Tool; tenantSlug: string };
+/** A step this worker holds the lease of: it runs the tool, then finishes the step. */
+export interface TakenStep {
+  step: StepRow;
+  tool: Tool;
+  tenantSlug: string;
+}
+
+/** How late a held-back step's own job runs if no finishing step wakes it first. */
+const THROTTLE_BACKSTOP_MS = 2000;
+
+/**
+ * A step of the tenant left `running`, so a slot is free: queue the step that has waited longest
+ * for one now (its backstop job is moved forward). SKIP LOCKED: never waits for another task's row.
+ */
+async function wakeThrottled(tx: Tx, tenantId: string): Promise<void> {
+  const [next] = await tx<{ id: string }[]>`
+    update steps set throttled_at = null
+    where tenant_id = ${tenantId} and id = (
+      select id from steps where tenant_id = ${tenantId} and throttled_at is not null and status = 'ready'
+      order by throttled_at limit 1 for update skip locked)
+    returning id`;
+  if (next) await enqueue(tx, 'run-step', { tenantId, stepId: next.id }, { jobKey: `step:${next.id}` });
+}
+
+type Claim = { kind: 'skip' } | ({ kind: 'run' } & TakenStep);
+
+/**
+ * Take the lease of a `ready` step in the caller's transaction (the task row locked): the tenant's
+ * concurrency limit, then `running` with a lease, the approval consumed, the reaper's job, the audit
+ * entry. At the limit the step stays `ready` and its `run-step` job is queued again: false.
+ */
+async function take(
+  res: Resources,
+  tx: Tx,
+  step: StepRow,
+  task: TaskRow,
+  settings: Record<string, unknown>,
+  approval: ApprovalRow | undefined,
+): Promise<boolean> {
+  const tenantId = step.tenant_id;
+  const stepId = step.id;
+  const limit =
+    Number((settings as { maxConcurrentSteps?: unknown }).maxConcurrentSteps) ||
+    res.executor.tenantConcurrency;
+  const [{ n } = { n: '0' }] = await tx<{ n: string }[]>`
+    select count(*) as n from steps where tenant_id = ${tenantId} and status = 'running' and lease_expires_at > now()`;
+  if (Number(n) >= limit) {
+    // Fairness: this tenant is at its limit. The step waits in line (throttled_at) without holding a
+    // worker: the next step of the tenant to leave `running` wakes it (wakeThrottled); the job queued
+    // here is only the backstop for a wake-up missed by a race.
+    await tx`update steps set throttled_at = coalesce(throttled_at, now())
+             where tenant_id = ${tenantId} and id = ${stepId}`;
+    await enqueue(
+      tx,
+      'run-step',
+      { tenantId, stepId },
+      { jobKey: `step:${stepId}`, runAt: new Date(Date.now() + THROTTLE_BACKSTOP_MS) },
+    );
+    return false;
+  }
+  const lease = new Date(Date.now() + res.executor.leaseSeconds * 1000);
+  await tx`update steps set status = 'running', attempts = attempts + 1, lease_expires_at = ${lease},
+             throttled_at = null, started_at = coalesce(started_at, now()), updated_at = now()
+           where tenant_id = ${tenantId} and id = ${stepId}`;
+  step.attempts += 1;
+  step.status = 'running';
+  if (approval && approval.scope === 'step' && !approval.used_at) {
+    await tx`update approvals set used_at = now() where tenant_id = ${tenantId} and id = ${approval.id}`;
+  }
+  // Compensation runs for a task that already failed: it stays failed.
+  if (step.kind === 'action' && task.status !== 'executing') {
+    await tx`update tasks set status = 'executing', updated_at = now() where tenant_id = ${tenantId} and id = ${task.id}`;
+    task.status = 'executing';
+  }
+  // If this worker dies, the reaper picks the step up when the lease runs out.
+  await enqueue(
+    tx,
+    'reap-step',
+    { tenantId, stepId },
+    { runAt: new Date(lease.getTime() + 1000), jobKey: `reap:${stepId}` },
+  );
+  await res.audit.record(tx, tenantId, {
+    ...auditActor(SYSTEM_ACTOR),
+    action: 'step.started',
+    targetType: 'step',
+    targetId: stepId,
+    details: {
+      taskId: step.task_id,
+      tool: step.tool,
+      attempt: step.attempts,
+      approvalId: approval?.id ?? null,
+    },
+  });
+  return true;
+}
+
+/**
+ * Take the steps that `advance` made ready (no approval needed) straight away, in the transaction
+ * that made them ready, instead of a `run-step` job round trip each: the caller runs them with
+ * `executeStep` after its commit. A step over the tenant's limit gets its job as usual.
+ */
+export async function takeReadySteps(
+  res: Resources,
+  tx: Tx,
+  task: TaskRow,
+  ready: StepRow[],
+  tools: ReadonlyMap<string, Tool>,
+  tenant: { slug: string; settings: Record<string, unknown> },
+): Promise<TakenStep[]> {
+  const taken: TakenStep[] = [];
+  for (const step of ready) {
+    const tool = tools.get(step.tool);
+    if (!tool || step.needs_approval || actionHash(step.tool, step.args) !== step.action_hash) {
+      await enqueue(
+        tx,
+        'run-step',
+        { tenantId: step.tenant_id, stepId: step.id },
+        { jobKey: `step:${step.id}` },
+      );
+      continue;
+    }
+    if (await take(res, tx, step, task, tenant.settings, undefined))
+      taken.push({ step, tool, tenantSlug: tenant.slug });
+  }
+  return taken;
+}
 
 /**
  * Claim a step for execution, in its own transaction: re-check everything (task not cancelled,
@@ -88,53 +213,9 @@ async function claim(res: Resources, tenantId: string, stepId: string): Promise<
         return { kind: 'skip' };
       }
     }
-    const limit =
-      Number((tenant?.settings as { maxConcurrentSteps?: unknown })?.maxConcurrentSteps) ||
-      res.executor.tenantConcurrency;
-    const [{ n } = { n: '0' }] = await tx<{ n: string }[]>`
-      select count(*) as n from steps where tenant_id = ${tenantId} and status = 'running' and lease_expires_at > now()`;
-    if (Number(n) >= limit) {
-      // Fairness: this tenant is at its limit; try again shortly instead of holding a worker.
-      await enqueue(
-        tx,
-        'run-step',
-        { tenantId, stepId },
-        { jobKey: `step:${stepId}`, runAt: new Date(Date.now() + 250) },
-      );
-      return { kind: 'skip' };
-    }
-    const lease = new Date(Date.now() + res.executor.leaseSeconds * 1000);
-    await tx`update steps set status = 'running', attempts = attempts + 1, lease_expires_at = ${lease},
-               started_at = coalesce(started_at, now()), updated_at = now()
-             where tenant_id = ${tenantId} and id = ${stepId}`;
-    step.attempts += 1;
-    if (approval && approval.scope === 'step' && !approval.used_at) {
-      await tx`update approvals set used_at = now() where tenant_id = ${tenantId} and id = ${approval.id}`;
-    }
-    // Compensation runs for a task that already failed: it stays failed.
-    if (step.kind === 'action' && task.status !== 'executing') {
-      await tx`update tasks set status = 'executing', updated_at = now() where tenant_id = ${tenantId} and id = ${task.id}`;
-    }
-    // If this worker dies, the reaper picks the step up when the lease runs out.
-    await enqueue(
-      tx,
-      'reap-step',
-      { tenantId, stepId },
-      { runAt: new Date(lease.getTime() + 1000), jobKey: `reap:${stepId}` },
-    );
-    await res.audit.append(tx, tenantId, {
-      ...auditActor(SYSTEM_ACTOR),
-      action: 'step.started',
-      targetType: 'step',
-      targetId: stepId,
-      details: {
-        taskId: step.task_id,
-        tool: step.tool,
-        attempt: step.attempts,
-        approvalId: approval?.id ?? null,
-      },
-    });
-    return { kind: 'run', step, task, tool, tenantSlug: tenant!.slug };
+    const taken = await take(res, tx, step, task, tenant?.settings ?? {}, approval);
+    if (!taken) return { kind: 'skip' };
+    return { kind: 'run', step, tool, tenantSlug: tenant!.slug };
   });
 }
 
@@ -188,7 +269,7 @@ async function finish(
              error = ${error ? tx.json(error as never) : null}, lease_expires_at = null, finished_at = now(), updated_at = now()
            where tenant_id = ${tenantId} and id = ${step.id}`;
   step.status = status;
-  await res.audit.append(tx, tenantId, {
+  await res.audit.record(tx, tenantId, {
     ...auditActor(SYSTEM_ACTOR),
     action: status === 'succeeded' ? 'step.succeeded' : 'step.failed',
     outcome: status === 'succeeded' ? 'success' : 'failure',
@@ -214,7 +295,14 @@ async function finish(
 export async function runStep(res: Resources, tenantId: string, stepId: string): Promise<void> {
   const c = await claim(res, tenantId, stepId);
   if (c.kind === 'skip') return;
-  const { step, tool, tenantSlug } = c;
+  await executeStep(res, c);
+}
+
+/** Run a step this worker took the lease of, and store its outcome (see runStep). */
+export async function executeStep(res: Resources, taken: TakenStep): Promise<void> {
+  const { step, tool, tenantSlug } = taken;
+  const tenantId = step.tenant_id;
+  const stepId = step.id;
   const controller = new AbortController();
   res.executor.running.set(step.id, controller);
   const heartbeat = setInterval(
@@ -260,6 +348,11 @@ export async function runStep(res: Resources, tenantId: string, stepId: string):
     >`select * from steps where tenant_id = ${tenantId} and id = ${stepId} for update`;
     // Another worker took over after our lease ran out and already finished: keep its outcome.
     if (!current || current.status !== 'running') return;
+    // The step leaves `running` below in every branch: its reaper job has nothing left to do, and
+    // its slot goes to the tenant's longest-waiting step.
+    // (A plain delete, not remove_job: that one NOTIFYs every worker of a job that is gone.)
+    await tx`delete from graphile_worker._private_jobs where key = ${`reap:${stepId}`} and locked_at is null`;
+    await wakeThrottled(tx, tenantId);
     current.attempts = Math.max(current.attempts, step.attempts);
     if (!error) {
       await rememberRecipients(tx, tenantId, tool, current.args);

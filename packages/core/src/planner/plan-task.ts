@@ -4,8 +4,9 @@ import { actionHash } from '../approvals/action-hash.ts';
 import { decideStep, policyFromSettings } from '../approvals/approval-policy.ts';
 import { advance } from '../executor/advance.ts';
 import { enqueue } from '../executor/job-queue.ts';
+import { executeStep, takeReadySteps, type TakenStep } from '../executor/run-step.ts';
 import { auditActor, SYSTEM_ACTOR, type Resources } from '../resources.ts';
-import type { TaskRow } from '../tasks/task-types.ts';
+import type { StepRow, TaskRow } from '../tasks/task-types.ts';
 import type { Tool } from '../tools/tool.ts';
 import { eventView } from './event-view.ts';
 import { validateDraft, type PlanDraft } from './plan-draft.ts';
@@ -34,7 +35,7 @@ async function needsAction(
 ): Promise<void> {
   await tx`update tasks set status = 'needs_action', needs_action_reason = ${reason}, updated_at = now()
            where tenant_id = ${tenantId} and id = ${taskId}`;
-  await res.audit.append(tx, tenantId, {
+  await res.audit.record(tx, tenantId, {
     ...auditActor(SYSTEM_ACTOR),
     action: 'task.needs_action',
     targetType: 'task',
@@ -58,7 +59,7 @@ interface ModelJob {
  */
 export async function planTask(res: Resources, tenantId: string, taskId: string): Promise<void> {
   const llm = llmConfigured(res.llm);
-  const job = await res.db.withTenant(tenantId, async (tx): Promise<ModelJob | undefined> => {
+  const first = await res.db.withTenant(tenantId, async (tx): Promise<ModelJob | TakenStep[] | undefined> => {
     const [task] = await tx<
       TaskRow[]
     >`select * from tasks where tenant_id = ${tenantId} and id = ${taskId} for update`;
@@ -97,8 +98,13 @@ export async function planTask(res: Resources, tenantId: string, taskId: string)
       await needsAction(res, tx, tenantId, taskId, `the plan is invalid: ${problems.join('; ')}`);
       return;
     }
-    await storePlan(res, tx, task, found.draft, tools, settings, `playbook:${found.playbook.name}`);
+    return storePlan(res, tx, task, found.draft, tools, settings, `playbook:${found.playbook.name}`, {
+      slug: tenant!.slug,
+    });
   });
+  // The plan's first steps that need no approval were taken in the plan's transaction: run them here.
+  if (Array.isArray(first)) return runTaken(res, first);
+  const job = first;
   if (!job || !llm) return;
 
   // Outside any transaction: the handbook, then the model (a network call).
@@ -116,7 +122,7 @@ export async function planTask(res: Resources, tenantId: string, taskId: string)
     handbook: handbook ?? undefined,
   });
 
-  await res.db.withTenant(tenantId, async (tx) => {
+  const taken = await res.db.withTenant(tenantId, async (tx): Promise<TakenStep[] | void> => {
     await recordUsage(tx, tenantId, {
       taskId,
       provider: adapter.provider,
@@ -129,14 +135,14 @@ export async function planTask(res: Resources, tenantId: string, taskId: string)
     if (!task || task.status !== 'needs_action' || task.planner) return;
     if (!result.ok) return needsAction(res, tx, tenantId, taskId, result.reason);
     // The tenant's tools may have changed while the model was thinking: validate again, in this tx.
-    const [tenant] = await tx<{ settings: Record<string, unknown> }[]>`
-      select settings from tenants where id = ${tenantId}`;
+    const [tenant] = await tx<{ slug: string; settings: Record<string, unknown> }[]>`
+      select slug, settings from tenants where id = ${tenantId}`;
     const settings = tenant?.settings ?? {};
     const tools = await toolsForTenant(res, tx, tenantId, settings);
     const problems = validateDraft(result.draft, tools);
     if (problems.length)
       return needsAction(res, tx, tenantId, taskId, `the plan is invalid: ${problems.join('; ')}`);
-    await storePlan(
+    return storePlan(
       res,
       tx,
       task,
@@ -144,11 +150,22 @@ export async function planTask(res: Resources, tenantId: string, taskId: string)
       tools,
       settings,
       `llm:${adapter.provider}:${adapter.model}`.slice(0, 200),
+      tenant ? { slug: tenant.slug } : undefined,
     );
   });
+  if (taken) await runTaken(res, taken);
 }
 
-/** Store a validated plan: steps, approvals decided by policy, then start what may start. */
+/** Run the steps a plan's transaction took (independent steps at once). */
+async function runTaken(res: Resources, taken: TakenStep[]): Promise<void> {
+  await Promise.all(taken.map((t) => executeStep(res, t)));
+}
+
+/**
+ * Store a validated plan: steps, approvals decided by policy, then start what may start. With
+ * `inline` (the tenant's slug), the steps that may start right away are taken in this transaction
+ * and returned: the caller must run them (executeStep) after the commit; otherwise they are queued.
+ */
 export async function storePlan(
   res: Resources,
   tx: Tx,
@@ -157,7 +174,8 @@ export async function storePlan(
   tools: ReadonlyMap<string, Tool>,
   settings: Record<string, unknown>,
   planner: string,
-): Promise<void> {
+  inline?: { slug: string },
+): Promise<TakenStep[]> {
   const tenantId = task.tenant_id;
   const policy = policyFromSettings(settings);
   const recipients = draft.steps
@@ -247,12 +265,15 @@ export async function storePlan(
   await tx`update tasks set status = 'planning', planner = ${planner}, plan_summary = ${draft.summary},
              needs_action_reason = null, updated_at = now()
            where tenant_id = ${tenantId} and id = ${task.id}`;
-  await res.audit.append(tx, tenantId, {
+  await res.audit.record(tx, tenantId, {
     ...auditActor(SYSTEM_ACTOR),
     action: 'task.planned',
     targetType: 'task',
     targetId: task.id,
     details: { planner, steps: draft.steps.map((s) => ({ key: s.key, tool: s.tool })) },
   });
-  await advance(res, tx, tenantId, task.id);
+  const ready: StepRow[] = [];
+  await advance(res, tx, tenantId, task.id, inline ? ready : undefined);
+  if (!inline || !ready.length) return [];
+  return takeReadySteps(res, tx, task, ready, tools, { slug: inline.slug, settings });
 }

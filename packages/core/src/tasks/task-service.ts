@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import type { Tx } from '@steward/db/database';
 import { auditActor, type Actor, type Resources } from '../resources.ts';
 import { conflict, notFound } from '../errors/app-error.ts';
-import { enqueue } from '../executor/job-queue.ts';
 import { decodeCursor, encodeCursor, type Page } from '../shared/cursor.ts';
 import {
   FINAL_TASK_STATUSES,
@@ -36,6 +36,12 @@ function titleOf(e: EventInput): string {
 /**
  * Turn an event into a task in `needs_action` and queue its planning, in one transaction.
  * The same (source, externalId) twice gives the same task.
+ *
+ * Group commit: events for the same tenant that arrive while an intake transaction of that tenant
+ * is in flight are submitted together in the next one (up to INTAKE_BATCH), so a burst costs one
+ * commit and one audit chain step per batch instead of per event. Every event still gets its own
+ * task, audit entry and planning job, and its promise resolves only after the commit. If a batch
+ * fails, each of its events is tried again on its own, so one bad event fails only itself.
  */
 export async function submitEvent(
   res: Resources,
@@ -43,33 +49,110 @@ export async function submitEvent(
   actor: Actor,
   e: EventInput,
 ): Promise<Intake> {
-  return res.db.withTenant(tenantId, async (tx) => {
-    const eventId = randomUUID();
-    const taskId = randomUUID();
-    const [inserted] = await tx<{ id: string }[]>`
+  let queues = intakeQueues.get(res);
+  if (!queues) intakeQueues.set(res, (queues = new Map()));
+  let queue = queues.get(tenantId);
+  if (!queue) queues.set(tenantId, (queue = { waiting: [], running: false }));
+  const q = queue;
+  return new Promise<Intake>((resolve, reject) => {
+    q.waiting.push({ actor, e, resolve, reject });
+    if (!q.running) void drainIntake(res, tenantId, q, queues);
+  });
+}
+
+const INTAKE_BATCH = 100;
+
+interface PendingIntake {
+  actor: Actor;
+  e: EventInput;
+  resolve: (i: Intake) => void;
+  reject: (error: unknown) => void;
+}
+
+interface IntakeQueue {
+  waiting: PendingIntake[];
+  running: boolean;
+}
+
+const intakeQueues = new WeakMap<Resources, Map<string, IntakeQueue>>();
+
+async function drainIntake(
+  res: Resources,
+  tenantId: string,
+  q: IntakeQueue,
+  queues: Map<string, IntakeQueue>,
+): Promise<void> {
+  q.running = true;
+  try {
+    while (q.waiting.length) {
+      const batch = q.waiting.splice(0, INTAKE_BATCH);
+      let results: Intake[] | undefined;
+      try {
+        results = await res.db.withTenant(tenantId, async (tx) => {
+          const out: Intake[] = [];
+          for (const b of batch) out.push(await intakeOne(res, tx, tenantId, b.actor, b.e));
+          return out;
+        });
+      } catch (error) {
+        if (batch.length === 1) batch[0]!.reject(error);
+      }
+      if (results) batch.forEach((b, i) => b.resolve(results[i]!));
+      else if (batch.length > 1) {
+        // One of them failed the batch: each on its own, so only the bad one fails.
+        await Promise.all(
+          batch.map((b) =>
+            res.db
+              .withTenant(tenantId, (tx) => intakeOne(res, tx, tenantId, b.actor, b.e))
+              .then(b.resolve, b.reject),
+          ),
+        );
+      }
+    }
+  } finally {
+    q.running = false;
+    if (!q.waiting.length && queues.get(tenantId) === q) queues.delete(tenantId);
+  }
+}
+
+/** One event's intake inside the caller's transaction. */
+async function intakeOne(
+  res: Resources,
+  tx: Tx,
+  tenantId: string,
+  actor: Actor,
+  e: EventInput,
+): Promise<Intake> {
+  const eventId = randomUUID();
+  const taskId = randomUUID();
+  // The event, its task and its planning job in one statement (nothing but the event's row on a duplicate).
+  const [inserted] = await tx<{ id: string }[]>`
+    with ev as (
       insert into events (tenant_id, id, source, type, external_id, sender, subject, body, data, task_id)
       values (${tenantId}, ${eventId}, ${e.source}, ${e.type}, ${e.externalId ?? null}, ${e.from ?? null},
               ${e.subject ?? null}, ${e.body ?? null}, ${tx.json((e.data ?? {}) as never)}, ${taskId})
       on conflict (tenant_id, source, external_id) where external_id is not null do nothing
-      returning id`;
-    if (!inserted) {
-      const [existing] = await tx<{ id: string; task_id: string }[]>`
-        select id, task_id from events where tenant_id = ${tenantId} and source = ${e.source} and external_id = ${e.externalId!}`;
-      return { eventId: existing!.id, taskId: existing!.task_id, duplicate: true };
-    }
-    await tx`
+      returning id),
+    t as (
       insert into tasks (tenant_id, id, title, source, event_id, created_by_type, created_by_id)
-      values (${tenantId}, ${taskId}, ${titleOf(e)}, ${e.source}, ${eventId}, ${actor.type}, ${actor.id ?? null})`;
-    await res.audit.append(tx, tenantId, {
-      ...auditActor(actor),
-      action: 'task.created',
-      targetType: 'task',
-      targetId: taskId,
-      details: { eventId, source: e.source, type: e.type, externalId: e.externalId ?? null },
-    });
-    await enqueue(tx, 'plan-task', { tenantId, taskId }, { jobKey: `plan:${taskId}` });
-    return { eventId, taskId, duplicate: false };
+      select ${tenantId}, ${taskId}, ${titleOf(e)}, ${e.source}, ${eventId}, ${actor.type}, ${actor.id ?? null}
+      from ev
+      returning id)
+    select t.id, graphile_worker.add_job('plan-task'::text, ${tx.json({ tenantId, taskId } as never)}::json,
+                                         max_attempts => 10, job_key => ${`plan:${taskId}`}::text)
+    from t`;
+  if (!inserted) {
+    const [existing] = await tx<{ id: string; task_id: string }[]>`
+      select id, task_id from events where tenant_id = ${tenantId} and source = ${e.source} and external_id = ${e.externalId!}`;
+    return { eventId: existing!.id, taskId: existing!.task_id, duplicate: true };
+  }
+  await res.audit.record(tx, tenantId, {
+    ...auditActor(actor),
+    action: 'task.created',
+    targetType: 'task',
+    targetId: taskId,
+    details: { eventId, source: e.source, type: e.type, externalId: e.externalId ?? null },
   });
+  return { eventId, taskId, duplicate: false };
 }
 
 export interface TaskSummary {
