@@ -229,6 +229,8 @@ async function claim(res: Resources, tenantId: string, stepId: string): Promise<
  */
 async function recoverLost(res: Resources, tx: Tx, step: StepRow): Promise<void> {
   const tenantId = step.tenant_id;
+  // The lost run leaves `running`: its slot goes to the tenant's longest-waiting step.
+  await wakeThrottled(tx, tenantId);
   if (!step.retryable || step.attempts >= step.max_attempts) {
     return finish(res, tx, step, 'dead', null, {
       code: 'WORKER_LOST',
