@@ -110,6 +110,10 @@ export const ENVIRONMENT = {
   STEWARD_TENANT_CONCURRENCY:
     'steps one tenant may run at once (default 4; tenant setting maxConcurrentSteps overrides)',
   STEWARD_WORKER_CONCURRENCY: 'jobs one worker process runs at once (default 8)',
+  STEWARD_WORKER_FETCH_BATCH:
+    'jobs a worker process fetches and locks with one query, handed to its free slots from memory (default 1)',
+  STEWARD_WORKER_COMPLETE_DELAY_MS:
+    'ms a finished job waits so that jobs finishing meanwhile are marked complete in one statement (default -1: each on its own)',
   STEWARD_LEASE_SECONDS:
     'seconds before another process takes over the folder watcher or scheduler of a dead one (default 15)',
   STEWARD_LLM_PROVIDER: 'rules (default), anthropic or openai',
