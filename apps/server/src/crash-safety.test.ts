@@ -335,7 +335,15 @@ async function runScenario(s: Scenario): Promise<Outcome> {
       const locked = await t.db.owner`
         select task_identifier, count(*)::int as n from graphile_worker.jobs
         where locked_at is not null group by task_identifier`;
-      console.log(`[crash-safety ${s.mode}] unfinished after the drain:`, JSON.stringify({ states, locked }));
+      const stuck = await t.db.owner`
+        select id, status, planner, needs_action_reason, error from tasks
+        where tenant_id = ${f.tenant.id} and status not in ('done', 'failed', 'cancelled')`;
+      const jobs = await t.db.owner`
+        select task_identifier, attempts, max_attempts, run_at, locked_at, last_error, key from graphile_worker.jobs`;
+      console.log(
+        `[crash-safety ${s.mode}] unfinished after the drain:`,
+        JSON.stringify({ states, locked, stuck, jobs }),
+      );
     }
     await kill(last);
 

@@ -13,7 +13,7 @@ import type { Sql } from 'postgres';
  * long-lived connection (the cancel listener). A session ends when its process dies, even with
  * SIGKILL (the socket closes). Each worker sweeps periodically: jobs locked for longer than a grace
  * period by a pool with no such session anywhere in the cluster are released with graphile-worker's
- * own force_unlock_workers, and run again. A job released while its worker still runs (its session
+ * own force_unlock_workers, and run again, without that lost run counting as one of its attempts. A job released while its worker still runs (its session
  * dropped) is harmless: every handler re-checks state under the task lock (a step with a live lease
  * is not claimed again) and connector calls carry idempotency keys.
  */
@@ -33,7 +33,17 @@ export async function unlockDeadWorkers(sql: Sql, graceMs: number): Promise<stri
       and not exists (select 1 from pg_stat_activity a
                       where a.application_name = ${LIVENESS_PREFIX} || j.locked_by)`;
   const dead = rows.map((r) => r.locked_by);
-  if (dead.length) await sql`select graphile_worker.force_unlock_workers(${dead}::text[])`;
+  if (!dead.length) return dead;
+  await sql.begin(async (tx) => {
+    // The run a dead worker took does not count against the job's attempts: graphile-worker counts
+    // it when it hands the job out, so a worker restarted and killed again and again (a crash loop,
+    // a deploy) would otherwise use up a job's attempts without it ever failing, and the job would
+    // sit dead with no error while its task waits forever. Work that may have happened is counted
+    // where it matters: a step's own attempts (the claim) cap its recoveries (WORKER_LOST).
+    await tx`update graphile_worker._private_jobs set attempts = greatest(attempts - 1, 0)
+             where locked_by = any(${dead}::text[])`;
+    await tx`select graphile_worker.force_unlock_workers(${dead}::text[])`;
+  });
   return dead;
 }
 
