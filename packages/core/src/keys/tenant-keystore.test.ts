@@ -164,6 +164,8 @@ describe('crypto-shredding with AWS KMS', () => {
 
 const SOFTHSM_LIBS = ['/usr/lib/softhsm/libsofthsm2.so', '/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so'];
 const softhsmLib = SOFTHSM_LIBS.find((l) => existsSync(l));
+if (!softhsmLib)
+  console.warn('PKCS#11 crypto-shredding test skipped: install softhsm2 (apt-get install softhsm2)');
 
 describe.skipIf(!softhsmLib)('crypto-shredding with PKCS#11 (SoftHSM2)', () => {
   const settings = { library: softhsmLib!, tokenLabel: 'steward-shred', pin: '246810', keyLabel: 'kek' };
