@@ -1,6 +1,6 @@
 import { createHmac } from 'node:crypto';
 import type { Tx } from '@steward/db/database';
-import { chainKey, type AuditEntry } from '../audit/audit-log.ts';
+import { chainKey, type AuditEntry, type AuditRow } from '../audit/audit-log.ts';
 import { canonicalJson } from '../crypto/canonical-json.ts';
 import type { MasterKey } from '../crypto/master-key.ts';
 
@@ -71,24 +71,6 @@ function scrubJson(v: unknown, needles: string[], replacement: string): unknown 
   return v;
 }
 
-interface RawAuditRow {
-  tenant_id: string;
-  seq: string;
-  at: Date;
-  actor_type: string;
-  actor_id: string | null;
-  actor_label: string | null;
-  action: string;
-  target_type: string | null;
-  target_id: string | null;
-  outcome: string;
-  request_id: string | null;
-  ip: string | null;
-  details: Record<string, unknown>;
-  prev_hash: string;
-  hash: string;
-}
-
 export interface RedactionTarget {
   /** The erased user's id: entries they acted in or that target them. */
   userId?: string | undefined;
@@ -110,7 +92,7 @@ export async function redactAudit(
 ): Promise<number> {
   const needles = target.needles.filter((n) => n.length >= 3);
   const patterns = needles.map((n) => `%${n.replace(/[\\%_]/g, '\\$&')}%`);
-  const rows = await tx<RawAuditRow[]>`
+  const rows = await tx<AuditRow[]>`
     select a.* from audit_log a where a.tenant_id = ${tenantId} and (
       ${target.everything ?? false}
       or (${target.userId ?? null}::text is not null and (a.actor_id = ${target.userId ?? null} or a.target_id = ${target.userId ?? null}))
