@@ -1,4 +1,4 @@
-import { Type } from '@sinclair/typebox';
+import { Type, type Static } from '@sinclair/typebox';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Resources } from '@steward/core/resources';
 import { AppError } from '@steward/core/errors/app-error';
@@ -43,6 +43,18 @@ const ListQuery = Type.Object(
 );
 const ResourceParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 100 }) });
 const Resource = Type.Object({}, { additionalProperties: true });
+
+type Body = Record<string, unknown>;
+/** The six SCIM operations of one resource type (Users, Groups), as the services export them. */
+interface ScimResourceHandlers {
+  list(res: Resources, caller: ScimCaller, base: string, query: Static<typeof ListQuery>): Promise<unknown>;
+  get(res: Resources, caller: ScimCaller, base: string, id: string): Promise<unknown>;
+  create(res: Resources, caller: ScimCaller, base: string, body: Body): Promise<unknown>;
+  replace(res: Resources, caller: ScimCaller, base: string, id: string, body: Body): Promise<unknown>;
+  patch(res: Resources, caller: ScimCaller, base: string, id: string, body: Body): Promise<unknown>;
+  delete(res: Resources, caller: ScimCaller, base: string, id: string): Promise<void>;
+}
+type Summaries = Record<keyof ScimResourceHandlers, string>;
 
 /**
  * SCIM 2.0 at /scim/v2 (outside /api/v1): its own bearer token (a tenant's SCIM token), its own
@@ -142,156 +154,97 @@ export function scimRoutes(res: Resources) {
         }),
     );
 
-    app.get(
-      '/Users',
-      {
-        ...common,
-        schema: {
-          tags,
-          summary: 'List users (filter, startIndex, count)',
-          security: [],
-          querystring: ListQuery,
+    const resource = (path: '/Users' | '/Groups', handlers: ScimResourceHandlers, summaries: Summaries) => {
+      app.get(
+        path,
+        { ...common, schema: { tags, summary: summaries.list, security: [], querystring: ListQuery } },
+        async (request, reply) =>
+          send(reply, 200, await handlers.list(res, callerOf(request), base, request.query)),
+      );
+      app.get(
+        `${path}/:id`,
+        { ...common, schema: { tags, summary: summaries.get, security: [], params: ResourceParams } },
+        async (request, reply) =>
+          send(reply, 200, await handlers.get(res, callerOf(request), base, request.params.id)),
+      );
+      app.post(
+        path,
+        { ...common, schema: { tags, summary: summaries.create, security: [], body: Resource } },
+        async (request, reply) =>
+          send(reply, 201, await handlers.create(res, callerOf(request), base, request.body)),
+      );
+      app.put(
+        `${path}/:id`,
+        {
+          ...common,
+          schema: { tags, summary: summaries.replace, security: [], params: ResourceParams, body: Resource },
         },
-      },
-      async (request, reply) =>
-        send(reply, 200, await listScimUsers(res, callerOf(request), base, request.query)),
-    );
-    app.get(
-      '/Users/:id',
-      { ...common, schema: { tags, summary: 'One user', security: [], params: ResourceParams } },
-      async (request, reply) =>
-        send(reply, 200, await getScimUser(res, callerOf(request), base, request.params.id)),
-    );
-    app.post(
-      '/Users',
-      {
-        ...common,
-        schema: { tags, summary: 'Provision a user (member of the tenant)', security: [], body: Resource },
-      },
-      async (request, reply) =>
-        send(reply, 201, await createScimUser(res, callerOf(request), base, request.body)),
-    );
-    app.put(
-      '/Users/:id',
-      {
-        ...common,
-        schema: { tags, summary: 'Replace a user', security: [], params: ResourceParams, body: Resource },
-      },
-      async (request, reply) =>
-        send(
-          reply,
-          200,
-          await replaceScimUser(res, callerOf(request), base, request.params.id, request.body),
-        ),
-    );
-    app.patch(
-      '/Users/:id',
-      {
-        ...common,
-        schema: {
-          tags,
-          summary: 'PatchOp on a user (active=false deprovisions)',
-          security: [],
-          params: ResourceParams,
-          body: Resource,
+        async (request, reply) =>
+          send(
+            reply,
+            200,
+            await handlers.replace(res, callerOf(request), base, request.params.id, request.body),
+          ),
+      );
+      app.patch(
+        `${path}/:id`,
+        {
+          ...common,
+          schema: { tags, summary: summaries.patch, security: [], params: ResourceParams, body: Resource },
         },
-      },
-      async (request, reply) =>
-        send(reply, 200, await patchScimUser(res, callerOf(request), base, request.params.id, request.body)),
-    );
-    app.delete(
-      '/Users/:id',
-      {
-        ...common,
-        schema: {
-          tags,
-          summary: 'Deprovision: remove from the tenant, revoke sessions',
-          security: [],
-          params: ResourceParams,
+        async (request, reply) =>
+          send(
+            reply,
+            200,
+            await handlers.patch(res, callerOf(request), base, request.params.id, request.body),
+          ),
+      );
+      app.delete(
+        `${path}/:id`,
+        { ...common, schema: { tags, summary: summaries.delete, security: [], params: ResourceParams } },
+        async (request, reply) => {
+          await handlers.delete(res, callerOf(request), base, request.params.id);
+          return reply.code(204).send();
         },
-      },
-      async (request, reply) => {
-        await deleteScimUser(res, callerOf(request), base, request.params.id);
-        return reply.code(204).send();
-      },
-    );
+      );
+    };
 
-    app.get(
+    resource(
+      '/Users',
+      {
+        list: listScimUsers,
+        get: getScimUser,
+        create: createScimUser,
+        replace: replaceScimUser,
+        patch: patchScimUser,
+        delete: deleteScimUser,
+      },
+      {
+        list: 'List users (filter, startIndex, count)',
+        get: 'One user',
+        create: 'Provision a user (member of the tenant)',
+        replace: 'Replace a user',
+        patch: 'PatchOp on a user (active=false deprovisions)',
+        delete: 'Deprovision: remove from the tenant, revoke sessions',
+      },
+    );
+    resource(
       '/Groups',
       {
-        ...common,
-        schema: {
-          tags,
-          summary: 'List groups (filter, startIndex, count)',
-          security: [],
-          querystring: ListQuery,
-        },
+        list: listScimGroups,
+        get: getScimGroup,
+        create: createScimGroup,
+        replace: replaceScimGroup,
+        patch: patchScimGroup,
+        delete: deleteScimGroup,
       },
-      async (request, reply) =>
-        send(reply, 200, await listScimGroups(res, callerOf(request), base, request.query)),
-    );
-    app.get(
-      '/Groups/:id',
-      { ...common, schema: { tags, summary: 'One group', security: [], params: ResourceParams } },
-      async (request, reply) =>
-        send(reply, 200, await getScimGroup(res, callerOf(request), base, request.params.id)),
-    );
-    app.post(
-      '/Groups',
       {
-        ...common,
-        schema: {
-          tags,
-          summary: 'Create a group (its members get its mapped role)',
-          security: [],
-          body: Resource,
-        },
-      },
-      async (request, reply) =>
-        send(reply, 201, await createScimGroup(res, callerOf(request), base, request.body)),
-    );
-    app.put(
-      '/Groups/:id',
-      {
-        ...common,
-        schema: { tags, summary: 'Replace a group', security: [], params: ResourceParams, body: Resource },
-      },
-      async (request, reply) =>
-        send(
-          reply,
-          200,
-          await replaceScimGroup(res, callerOf(request), base, request.params.id, request.body),
-        ),
-    );
-    app.patch(
-      '/Groups/:id',
-      {
-        ...common,
-        schema: {
-          tags,
-          summary: 'PatchOp on a group (members, displayName)',
-          security: [],
-          params: ResourceParams,
-          body: Resource,
-        },
-      },
-      async (request, reply) =>
-        send(reply, 200, await patchScimGroup(res, callerOf(request), base, request.params.id, request.body)),
-    );
-    app.delete(
-      '/Groups/:id',
-      {
-        ...common,
-        schema: {
-          tags,
-          summary: 'Delete a group (its members lose its role)',
-          security: [],
-          params: ResourceParams,
-        },
-      },
-      async (request, reply) => {
-        await deleteScimGroup(res, callerOf(request), base, request.params.id);
-        return reply.code(204).send();
+        list: 'List groups (filter, startIndex, count)',
+        get: 'One group',
+        create: 'Create a group (its members get its mapped role)',
+        replace: 'Replace a group',
+        patch: 'PatchOp on a group (members, displayName)',
+        delete: 'Delete a group (its members lose its role)',
       },
     );
   };
