@@ -7,6 +7,8 @@ import { conflict, fromDatabaseError, invalid, notFound } from '../errors/app-er
 import { auditActor, type Actor, type Resources } from '../resources.ts';
 import { CredentialVault } from '../secrets/envelope.ts';
 import { decodeCursor, encodeCursor, type Page } from '../shared/cursor.ts';
+import { sealedColumnUpdate } from '../secrets/sealed-column.ts';
+import { mergeConfig } from '../shared/merge-config.ts';
 
 /**
  * Connections: where tools send things (an SMTP server, an HTTP API). The non-secret settings live
@@ -353,43 +355,33 @@ export async function updateConnection(
         select ${viewColumns(tx)} from connections where tenant_id = ${tenantId} and id = ${id} for update`;
       if (!current) throw notFound('connection');
       name = patch.name ?? current.name;
-      const config: Record<string, unknown> = { ...current.config };
-      for (const [k, v] of Object.entries(patch.config ?? {})) {
-        if (v === null) delete config[k];
-        else config[k] = v;
-      }
+      const config = mergeConfig(current.config, patch.config);
       const problems = configProblems(current.kind, config);
       if (problems.length) throw invalid(problems.join('; '));
-      let secretChange: 'set' | 'removed' | 'unchanged' = 'unchanged';
-      let secretSql = tx``;
-      if (typeof patch.secret === 'string') {
-        const sealed = await vault.encrypt(tx, tenantId, id, patch.secret);
-        secretSql = tx`, secret_ciphertext = ${sealed.ciphertext}, secret_nonce = ${sealed.nonce}`;
-        secretChange = 'set';
-      } else if (patch.secret === null) {
-        secretSql = tx`, secret_ciphertext = null, secret_nonce = null`;
-        secretChange = 'removed';
-      }
-      let clientKeyChange: 'set' | 'removed' | 'unchanged' = 'unchanged';
-      let clientKeySql = tx``;
       if (typeof patch.clientKey === 'string') {
         const problem =
           current.kind === 'http'
             ? clientKeyProblem(patch.clientKey, config.clientCertificate)
             : 'body/clientKey is for http connections';
         if (problem) throw invalid(problem);
-        const sealed = await vault.encrypt(tx, tenantId, clientKeyId(id), patch.clientKey);
-        clientKeySql = tx`, client_key_ciphertext = ${sealed.ciphertext}, client_key_nonce = ${sealed.nonce}`;
-        clientKeyChange = 'set';
-      } else if (patch.clientKey === null) {
-        clientKeySql = tx`, client_key_ciphertext = null, client_key_nonce = null`;
-        clientKeyChange = 'removed';
       }
+      const secret = await sealedColumnUpdate(
+        tx,
+        vault,
+        { tenantId, credentialId: id, column: 'secret' },
+        patch.secret,
+      );
+      const clientKey = await sealedColumnUpdate(
+        tx,
+        vault,
+        { tenantId, credentialId: clientKeyId(id), column: 'client_key' },
+        patch.clientKey,
+      );
       const isDefault = patch.isDefault ?? current.is_default;
       if (patch.isDefault) await clearDefault(tx, tenantId, current.kind, id);
       const [row] = await tx<Row[]>`
         update connections set name = ${name}, config = ${tx.json(config as never)}, is_default = ${isDefault},
-          updated_at = now() ${secretSql} ${clientKeySql}
+          updated_at = now() ${secret.sql} ${clientKey.sql}
         where tenant_id = ${tenantId} and id = ${id}
         returning ${viewColumns(tx)}`;
       await res.audit.append(tx, tenantId, {
@@ -406,8 +398,8 @@ export async function updateConnection(
             )
             .sort(),
           configFields: Object.keys(patch.config ?? {}).sort(),
-          secret: secretChange,
-          clientKey: clientKeyChange,
+          secret: secret.change,
+          clientKey: clientKey.change,
         },
       });
       return toView(row!);

@@ -18,6 +18,7 @@ import {
   type McpToolInfo,
 } from './mcp-client.ts';
 import { McpClientPool } from './mcp-pool.ts';
+import { sealedColumnUpdate } from '../secrets/sealed-column.ts';
 
 /**
  * MCP servers a tenant registered, and their tools as Steward tools.
@@ -336,26 +337,18 @@ export async function updateMcpServer(
         !(await stdioAllowed(res, tx, tenantId))
       )
         throw forbidden(STDIO_FORBIDDEN);
-      let secretSql = tx``;
-      let secret: 'set' | 'removed' | 'unchanged' = 'unchanged';
-      if (patch.secret) {
-        const sealed = await vault.encrypt(tx, tenantId, id, JSON.stringify(patch.secret));
-        secretSql = tx`, secret_ciphertext = ${sealed.ciphertext}, secret_nonce = ${sealed.nonce}`;
-        secret = 'set';
-      } else if (patch.secret === null) {
-        secretSql = tx`, secret_ciphertext = null, secret_nonce = null`;
-        secret = 'removed';
-      }
-      let clientKeySql = tx``;
-      let clientKey: 'set' | 'removed' | 'unchanged' = 'unchanged';
-      if (typeof patch.clientKey === 'string') {
-        const sealed = await vault.encrypt(tx, tenantId, clientKeyId(id), patch.clientKey);
-        clientKeySql = tx`, client_key_ciphertext = ${sealed.ciphertext}, client_key_nonce = ${sealed.nonce}`;
-        clientKey = 'set';
-      } else if (patch.clientKey === null) {
-        clientKeySql = tx`, client_key_ciphertext = null, client_key_nonce = null`;
-        clientKey = 'removed';
-      }
+      const secret = await sealedColumnUpdate(
+        tx,
+        vault,
+        { tenantId, credentialId: id, column: 'secret' },
+        patch.secret ? JSON.stringify(patch.secret) : patch.secret === null ? null : undefined,
+      );
+      const clientKey = await sealedColumnUpdate(
+        tx,
+        vault,
+        { tenantId, credentialId: clientKeyId(id), column: 'client_key' },
+        patch.clientKey,
+      );
       // A new endpoint invalidates the tool snapshot: list the tools again before planning with them.
       const endpointChanged = patch.url !== undefined || patch.command !== undefined;
       const [row] = await tx<Row[]>`
@@ -364,7 +357,7 @@ export async function updateMcpServer(
           risk_overrides = ${tx.json((patch.riskOverrides ?? current.risk_overrides) as never)},
           enabled = ${patch.enabled ?? current.enabled}, updated_at = now()
           ${endpointChanged ? tx`, catalog = '[]'::jsonb, catalog_refreshed_at = null` : tx``}
-          ${secretSql} ${clientKeySql}, tls = ${tx.json(tls as never)}
+          ${secret.sql} ${clientKey.sql}, tls = ${tx.json(tls as never)}
         where tenant_id = ${tenantId} and id = ${id}
         returning ${viewColumns(tx)}`;
       await res.audit.append(tx, tenantId, {
@@ -381,8 +374,8 @@ export async function updateMcpServer(
           ...(patch.allowedTools ? { allowedTools: patch.allowedTools } : {}),
           ...(patch.riskOverrides ? { riskOverrides: patch.riskOverrides } : {}),
           ...(patch.enabled !== undefined ? { enabled: patch.enabled } : {}),
-          secret,
-          clientKey,
+          secret: secret.change,
+          clientKey: clientKey.change,
         },
       });
       return toView(row!);

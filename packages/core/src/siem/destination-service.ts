@@ -10,6 +10,8 @@ import {
   type SiemConfig,
   type SiemKind,
 } from './siem-destination.ts';
+import { sealedColumnUpdate } from '../secrets/sealed-column.ts';
+import { mergeConfig } from '../shared/merge-config.ts';
 
 /**
  * A tenant's SIEM destinations. The secret (the HTTPS token) is write-only: stored encrypted under
@@ -186,26 +188,18 @@ export async function updateDestination(
         select name, kind, config from siem_destinations where tenant_id = ${tenantId} and id = ${id} for update`;
       if (!current) throw notFound('SIEM destination');
       name = patch.name ?? current.name;
-      const config: Record<string, unknown> = { ...current.config };
-      for (const [k, v] of Object.entries(patch.config ?? {})) {
-        if (v === null) delete config[k];
-        else config[k] = v;
-      }
+      const config = mergeConfig(current.config, patch.config);
       const problems = siemConfigProblems(current.kind, config);
       if (problems.length) throw invalid(problems.join('; '));
-      let secretChange: 'set' | 'removed' | 'unchanged' = 'unchanged';
-      let secretSql = tx``;
-      if (typeof patch.secret === 'string') {
-        const sealed = await vault.encrypt(tx, tenantId, id, patch.secret);
-        secretSql = tx`, secret_ciphertext = ${sealed.ciphertext}, secret_nonce = ${sealed.nonce}`;
-        secretChange = 'set';
-      } else if (patch.secret === null) {
-        secretSql = tx`, secret_ciphertext = null, secret_nonce = null`;
-        secretChange = 'removed';
-      }
+      const secret = await sealedColumnUpdate(
+        tx,
+        vault,
+        { tenantId, credentialId: id, column: 'secret' },
+        patch.secret,
+      );
       await tx`
         update siem_destinations set name = ${name}, config = ${tx.json(config as never)},
-          enabled = coalesce(${patch.enabled ?? null}::boolean, enabled), updated_at = clock_timestamp() ${secretSql}
+          enabled = coalesce(${patch.enabled ?? null}::boolean, enabled), updated_at = clock_timestamp() ${secret.sql}
         where tenant_id = ${tenantId} and id = ${id}`;
       await res.audit.append(tx, tenantId, {
         ...auditActor(actor),
@@ -219,7 +213,7 @@ export async function updateDestination(
             .filter((k) => k !== 'secret' && patch[k as keyof DestinationPatch] !== undefined)
             .sort(),
           configFields: Object.keys(patch.config ?? {}).sort(),
-          secret: secretChange,
+          secret: secret.change,
           ...(patch.enabled !== undefined ? { enabled: patch.enabled } : {}),
         },
       });

@@ -8,6 +8,8 @@ import type { Permission } from '../identity/permissions.ts';
 import { assertCanGrant, getRoleByName } from '../identity/role-service.ts';
 import { auditActor, type Actor, type Resources } from '../resources.ts';
 import { decodeCursor, encodeCursor, type Page } from '../shared/cursor.ts';
+import { sealedColumnUpdate } from '../secrets/sealed-column.ts';
+import { mergeConfig } from '../shared/merge-config.ts';
 
 /**
  * A tenant's single sign-on connections (OIDC or SAML 2.0 identity providers). The OIDC client
@@ -289,34 +291,27 @@ export async function updateSsoConnection(
         select ${viewColumns(tx)} from sso_connections where tenant_id = ${tenantId} and id = ${id} for update`;
       if (!current) throw notFound('SSO connection');
       name = patch.name ?? current.name;
-      const config: Record<string, unknown> = { ...current.config };
-      for (const [k, v] of Object.entries(patch.config ?? {})) {
-        if (v === null) delete config[k];
-        else config[k] = v;
-      }
+      const config = mergeConfig(current.config, patch.config);
       const problems = configProblems(current.protocol, config);
       if (problems.length) throw invalid(problems.join('; '));
       const defaultRole = patch.defaultRole ?? current.default_role;
       const mapping = patch.roleMapping ?? current.role_mapping;
       if (patch.defaultRole !== undefined || patch.roleMapping !== undefined)
         await checkRoles(tx, tenantId, granter, defaultRole, mapping);
-      let secretSql = tx``;
-      let secret: 'set' | 'removed' | 'unchanged' = 'unchanged';
-      if (typeof patch.clientSecret === 'string') {
-        if (current.protocol !== 'oidc') throw invalid('body/clientSecret is for OIDC connections only');
-        const sealed = await vaultFor(res.master).encrypt(tx, tenantId, id, patch.clientSecret);
-        secretSql = tx`, secret_ciphertext = ${sealed.ciphertext}, secret_nonce = ${sealed.nonce}`;
-        secret = 'set';
-      } else if (patch.clientSecret === null) {
-        secretSql = tx`, secret_ciphertext = null, secret_nonce = null`;
-        secret = 'removed';
-      }
+      if (typeof patch.clientSecret === 'string' && current.protocol !== 'oidc')
+        throw invalid('body/clientSecret is for OIDC connections only');
+      const secret = await sealedColumnUpdate(
+        tx,
+        vaultFor(res.master),
+        { tenantId, credentialId: id, column: 'secret' },
+        patch.clientSecret,
+      );
       const groupsAttribute =
         patch.groupsAttribute === undefined ? current.groups_attribute : patch.groupsAttribute;
       const [row] = await tx<Row[]>`
         update sso_connections set name = ${name}, enabled = ${patch.enabled ?? current.enabled},
           config = ${tx.json(config as never)}, default_role = ${defaultRole}, groups_attribute = ${groupsAttribute},
-          role_mapping = ${tx.json(mapping)}, updated_at = now() ${secretSql}
+          role_mapping = ${tx.json(mapping)}, updated_at = now() ${secret.sql}
         where tenant_id = ${tenantId} and id = ${id}
         returning ${viewColumns(tx)}`;
       await res.audit.append(tx, tenantId, {
@@ -330,7 +325,7 @@ export async function updateSsoConnection(
             .filter((k) => k !== 'clientSecret' && patch[k as keyof SsoConnectionPatch] !== undefined)
             .sort(),
           configFields: Object.keys(patch.config ?? {}).sort(),
-          secret,
+          secret: secret.change,
         },
       });
       return toView(row!);
