@@ -46,3 +46,17 @@ export function errors(...codes: number[]) {
 }
 
 export const Ok = Type.Object({ ok: Type.Boolean() });
+
+/** How a connection or MCP server was last used (core's UseHealth). */
+export const UseHealthFields = {
+  state: Type.Union([Type.Literal('ok'), Type.Literal('failing'), Type.Literal('never')], {
+    description:
+      'ok: the latest recorded use (by a tool, a watcher or a tool listing) succeeded; failing: it failed; never: no use recorded',
+  }),
+  lastSuccessAt: NullableString({ format: 'date-time' }),
+  lastErrorAt: NullableString({ format: 'date-time' }),
+  lastError: NullableString({
+    description: 'the latest failure: a stable code and a short message, secrets scrubbed',
+  }),
+};
+export const UseHealthSchema = Type.Object(UseHealthFields);

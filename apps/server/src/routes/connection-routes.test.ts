@@ -61,6 +61,7 @@ describe('connections API', () => {
         'createdAt',
         'hasClientKey',
         'hasSecret',
+        'health',
         'id',
         'isDefault',
         'kind',
@@ -68,6 +69,8 @@ describe('connections API', () => {
         'updatedAt',
       ].sort(),
     );
+
+    expect(c.health).toEqual({ state: 'never', lastSuccessAt: null, lastErrorAt: null, lastError: null });
 
     const list = expectStatus(await api('GET', '/connections'), 200);
     expect(list.body).not.toContain(CANARY);

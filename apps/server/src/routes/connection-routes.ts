@@ -12,7 +12,7 @@ import {
 } from '@steward/core/connections/connection-service';
 import type { FastifyInstance } from 'fastify';
 import { actorOf, principalOf } from '../http/request-actor.ts';
-import { errors, IdParams, Page, PageQuery } from '../http/schemas.ts';
+import { errors, IdParams, Page, PageQuery, UseHealthSchema } from '../http/schemas.ts';
 
 const Kind = Type.Union([Type.Literal('smtp'), Type.Literal('http'), Type.Literal('imap')]);
 
@@ -28,6 +28,7 @@ const ConnectionSchema = Type.Object({
   ),
   createdAt: Type.String(),
   updatedAt: Type.String(),
+  health: UseHealthSchema,
 });
 
 const Name = Type.String({ pattern: CONNECTION_NAME_PATTERN, maxLength: 100 });

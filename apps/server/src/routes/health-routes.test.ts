@@ -209,8 +209,26 @@ describe('GET /api/v1/health', () => {
       expect(h[mcp.id]!.state).toBe('failing');
       expect(h[mcp.id]!.lastError).toMatch(/^[A-Z_]+: /);
 
+      // The connection and MCP server views carry the same health as GET /health.
+      const get = async (url: string) =>
+        expectStatus(await t.app.inject({ url, headers: bearer(a.token) }), 200).json() as {
+          health?: object;
+          items?: { id: string; health: object }[];
+        };
+      const healthOf = ({ state, lastSuccessAt, lastErrorAt, lastError }: Health['connections'][number]) => ({
+        state,
+        lastSuccessAt,
+        lastErrorAt,
+        lastError,
+      });
+      expect((await get(`/api/v1/connections/${api.id}`)).health).toEqual(healthOf(h[api.id]!));
+      expect((await get(`/api/v1/mcp-servers/${mcp.id}`)).health).toEqual(healthOf(h[mcp.id]!));
+      const listed = (await get('/api/v1/connections?limit=50')).items!;
+      expect(listed.find((c) => c.id === mail.id)!.health).toEqual(healthOf(h[mail.id]!));
+
       const body = JSON.stringify(await health(a.token));
       expect(body).not.toContain(CANARY);
+      expect(JSON.stringify(listed)).not.toContain(CANARY);
       const rows = await t.db.owner<{ last_error: string | null }[]>`
         select last_error from connections where tenant_id = ${a.tenant.id}
         union all select last_error from mcp_servers where tenant_id = ${a.tenant.id}`;

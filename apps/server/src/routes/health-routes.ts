@@ -4,7 +4,7 @@ import type { Resources } from '@steward/core/resources';
 import { tenantHealth } from '@steward/core/watchers/health-service';
 import type { FastifyInstance } from 'fastify';
 import { principalOf } from '../http/request-actor.ts';
-import { errors, NullableString } from '../http/schemas.ts';
+import { errors, NullableString, UseHealthFields } from '../http/schemas.ts';
 
 const HealthSchema = Type.Object({
   watchers: Type.Array(
@@ -44,15 +44,7 @@ const HealthSchema = Type.Object({
       ),
       name: Type.String(),
       enabled: Type.Boolean({ description: 'false for a disabled MCP server' }),
-      state: Type.Union([Type.Literal('ok'), Type.Literal('failing'), Type.Literal('never')], {
-        description:
-          'ok: the latest recorded use (by a tool, a watcher or a tool listing) succeeded; failing: it failed; never: no use recorded',
-      }),
-      lastSuccessAt: NullableString({ format: 'date-time' }),
-      lastErrorAt: NullableString({ format: 'date-time' }),
-      lastError: NullableString({
-        description: 'the latest failure: a stable code and a short message, secrets scrubbed',
-      }),
+      ...UseHealthFields,
     }),
     { description: "the tenant's connections (SMTP, HTTP, IMAP) and MCP servers, by kind and name" },
   ),

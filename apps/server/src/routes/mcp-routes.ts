@@ -15,7 +15,7 @@ import {
 } from '@steward/core/mcp/mcp-service';
 import type { FastifyInstance } from 'fastify';
 import { actorOf, principalOf } from '../http/request-actor.ts';
-import { errors, IdParams } from '../http/schemas.ts';
+import { errors, IdParams, UseHealthSchema } from '../http/schemas.ts';
 
 const Pem = (description: string) =>
   Type.String({ maxLength: 65_536, pattern: '^\\s*-----BEGIN CERTIFICATE-----', description });
@@ -92,6 +92,7 @@ const ServerSchema = Type.Object({
   }),
   createdAt: Type.String(),
   updatedAt: Type.String(),
+  health: UseHealthSchema,
 });
 
 const ToolSchema = Type.Object({

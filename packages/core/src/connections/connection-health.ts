@@ -71,3 +71,28 @@ export function healthState(lastSuccessAt: Date | null, lastErrorAt: Date | null
   if (lastErrorAt && (!lastSuccessAt || lastErrorAt >= lastSuccessAt)) return 'failing';
   return 'ok';
 }
+
+/** The health of one connection or MCP server, as its views (GET and list) carry it. */
+export interface UseHealth {
+  state: HealthState;
+  lastSuccessAt: string | null;
+  lastErrorAt: string | null;
+  /** A short, safe description of the latest failure (never a secret). */
+  lastError: string | null;
+}
+
+/** The health columns a view selects (`healthColumns(tx)`) and reads back (`toUseHealth`). */
+export interface HealthRow {
+  last_success_at: Date | null;
+  last_error_at: Date | null;
+  last_error: string | null;
+}
+
+export const healthColumns = (tx: Tx) => tx`last_success_at, last_error_at, last_error`;
+
+export const toUseHealth = (r: HealthRow): UseHealth => ({
+  state: healthState(r.last_success_at, r.last_error_at),
+  lastSuccessAt: r.last_success_at?.toISOString() ?? null,
+  lastErrorAt: r.last_error_at?.toISOString() ?? null,
+  lastError: r.last_error,
+});

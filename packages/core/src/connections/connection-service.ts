@@ -9,6 +9,7 @@ import { CredentialVault } from '../secrets/envelope.ts';
 import { decodeCursor, encodeCursor, type Page } from '../shared/cursor.ts';
 import { sealedColumnUpdate } from '../secrets/sealed-column.ts';
 import { mergeConfig } from '../shared/merge-config.ts';
+import { healthColumns, toUseHealth, type HealthRow, type UseHealth } from './connection-health.ts';
 
 /**
  * Connections: where tools send things (an SMTP server, an HTTP API). The non-secret settings live
@@ -183,9 +184,11 @@ export interface ConnectionView {
   hasClientKey: boolean;
   createdAt: string;
   updatedAt: string;
+  /** How tools and watchers last used it. */
+  health: UseHealth;
 }
 
-interface Row {
+interface Row extends HealthRow {
   id: string;
   kind: ConnectionKind;
   name: string;
@@ -200,7 +203,7 @@ interface Row {
 /** Columns for views: never the secret columns themselves. */
 const viewColumns = (tx: Tx) =>
   tx`id, kind, name, config, is_default, (secret_ciphertext is not null) as has_secret,
-      (client_key_ciphertext is not null) as has_client_key, created_at, updated_at`;
+      (client_key_ciphertext is not null) as has_client_key, created_at, updated_at, ${healthColumns(tx)}`;
 
 const toView = (r: Row): ConnectionView => ({
   id: r.id,
@@ -212,6 +215,7 @@ const toView = (r: Row): ConnectionView => ({
   hasClientKey: r.has_client_key,
   createdAt: r.created_at.toISOString(),
   updatedAt: r.updated_at.toISOString(),
+  health: toUseHealth(r),
 });
 
 const vaults = new WeakMap<MasterKey, CredentialVault>();

@@ -3,7 +3,13 @@ import { Kind, TypeRegistry, type TSchema } from '@sinclair/typebox';
 import { AjvJsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/ajv';
 import type { Tx } from '@steward/db/database';
 import { clientKeyProblem, vaultFor } from '../connections/connection-service.ts';
-import { recordUse } from '../connections/connection-health.ts';
+import {
+  healthColumns,
+  recordUse,
+  toUseHealth,
+  type HealthRow,
+  type UseHealth,
+} from '../connections/connection-health.ts';
 import { AppError, conflict, forbidden, fromDatabaseError, invalid, notFound } from '../errors/app-error.ts';
 import { auditActor, type Actor, type Resources } from '../resources.ts';
 import { SecretUnreadableError } from '../secrets/envelope.ts';
@@ -64,9 +70,11 @@ export interface McpServerView {
   catalogRefreshedAt: string | null;
   createdAt: string;
   updatedAt: string;
+  /** How planning and tool calls last used it. */
+  health: UseHealth;
 }
 
-interface Row {
+interface Row extends HealthRow {
   id: string;
   name: string;
   transport: 'stdio' | 'http';
@@ -86,7 +94,7 @@ interface Row {
 
 const viewColumns = (tx: Tx) =>
   tx`id, name, transport, command, url, allowed_tools, risk_overrides, enabled,
-     (secret_ciphertext is not null) as has_secret, tls, (client_key_ciphertext is not null) as has_client_key, catalog, catalog_refreshed_at, created_at, updated_at`;
+     (secret_ciphertext is not null) as has_secret, tls, (client_key_ciphertext is not null) as has_client_key, catalog, catalog_refreshed_at, created_at, updated_at, ${healthColumns(tx)}`;
 
 const toView = (r: Row): McpServerView => ({
   id: r.id,
@@ -103,6 +111,7 @@ const toView = (r: Row): McpServerView => ({
   catalogRefreshedAt: r.catalog_refreshed_at?.toISOString() ?? null,
   createdAt: r.created_at.toISOString(),
   updatedAt: r.updated_at.toISOString(),
+  health: toUseHealth(r),
 });
 
 export interface McpTlsConfig {

@@ -1,4 +1,4 @@
-import { healthState } from '../connections/connection-health.ts';
+import { toUseHealth, type HealthRow } from '../connections/connection-health.ts';
 import type { Resources } from '../resources.ts';
 import type { ConnectionHealth, TenantHealth, WatcherHealth } from './health-shapes.ts';
 import { FOLDER_LEASE, IMAP_LEASE, SCHEDULER_LEASE } from './watchers.ts';
@@ -56,15 +56,7 @@ export async function tenantHealth(
       left join siem_cursors c on c.tenant_id = d.tenant_id and c.destination = 'tenant:' || d.id::text
       where d.tenant_id = ${tenantId} order by d.name`;
     const used = await tx<
-      {
-        id: string;
-        kind: ConnectionHealth['kind'];
-        name: string;
-        enabled: boolean;
-        last_success_at: Date | null;
-        last_error_at: Date | null;
-        last_error: string | null;
-      }[]
+      (HealthRow & { id: string; kind: ConnectionHealth['kind']; name: string; enabled: boolean })[]
     >`
       select id, kind, name, true as enabled, last_success_at, last_error_at, last_error
         from connections where tenant_id = ${tenantId}
@@ -93,10 +85,7 @@ export async function tenantHealth(
         kind: c.kind,
         name: c.name,
         enabled: c.enabled,
-        state: healthState(c.last_success_at, c.last_error_at),
-        lastSuccessAt: c.last_success_at?.toISOString() ?? null,
-        lastErrorAt: c.last_error_at?.toISOString() ?? null,
-        lastError: c.last_error,
+        ...toUseHealth(c),
       })),
       checkedAt: new Date().toISOString(),
     };
