@@ -88,11 +88,7 @@ async function drainIntake(
       const batch = q.waiting.splice(0, INTAKE_BATCH);
       let results: Intake[] | undefined;
       try {
-        results = await res.db.withTenant(tenantId, async (tx) => {
-          const out: Intake[] = [];
-          for (const b of batch) out.push(await intakeOne(res, tx, tenantId, b.actor, b.e));
-          return out;
-        });
+        results = await res.db.withTenant(tenantId, (tx) => intakeBatch(res, tx, tenantId, batch));
       } catch (error) {
         if (batch.length === 1) batch[0]!.reject(error);
       }
@@ -102,8 +98,8 @@ async function drainIntake(
         await Promise.all(
           batch.map((b) =>
             res.db
-              .withTenant(tenantId, (tx) => intakeOne(res, tx, tenantId, b.actor, b.e))
-              .then(b.resolve, b.reject),
+              .withTenant(tenantId, (tx) => intakeBatch(res, tx, tenantId, [b]))
+              .then((r) => b.resolve(r[0]!), b.reject),
           ),
         );
       }
@@ -114,45 +110,85 @@ async function drainIntake(
   }
 }
 
-/** One event's intake inside the caller's transaction. */
-async function intakeOne(
+/**
+ * A batch of events' intake inside the caller's transaction, in one statement: the events, their
+ * tasks and their planning jobs (one `add_jobs` call, so one wake-up notification for the batch).
+ * An event whose (source, externalId) exists already, or appears earlier in the same batch, creates
+ * nothing and answers the existing event and task. One audit entry per new task.
+ */
+async function intakeBatch(
   res: Resources,
   tx: Tx,
   tenantId: string,
-  actor: Actor,
-  e: EventInput,
-): Promise<Intake> {
-  const eventId = randomUUID();
-  const taskId = randomUUID();
-  // The event, its task and its planning job in one statement (nothing but the event's row on a duplicate).
-  const [inserted] = await tx<{ id: string }[]>`
-    with ev as (
+  batch: readonly { actor: Actor; e: EventInput }[],
+): Promise<Intake[]> {
+  const rows = batch.map(({ actor, e }, ord) => ({
+    ord,
+    event_id: randomUUID(),
+    task_id: randomUUID(),
+    source: e.source,
+    type: e.type,
+    external_id: e.externalId ?? null,
+    sender: e.from ?? null,
+    subject: e.subject ?? null,
+    body: e.body ?? null,
+    data: e.data ?? {},
+    title: titleOf(e),
+    actor_type: actor.type,
+    actor_id: actor.id ?? null,
+  }));
+  const created = await tx<{ id: string }[]>`
+    with input as (
+      select * from jsonb_to_recordset(${tx.json(rows as never)}) as x(
+        ord int, event_id uuid, task_id uuid, source text, type text, external_id text, sender text,
+        subject text, body text, data jsonb, title text, actor_type text, actor_id text)),
+    ev as (
       insert into events (tenant_id, id, source, type, external_id, sender, subject, body, data, task_id)
-      values (${tenantId}, ${eventId}, ${e.source}, ${e.type}, ${e.externalId ?? null}, ${e.from ?? null},
-              ${e.subject ?? null}, ${e.body ?? null}, ${tx.json((e.data ?? {}) as never)}, ${taskId})
+      select ${tenantId}, event_id, source, type, external_id, sender, subject, body, data, task_id
+        from input order by ord
       on conflict (tenant_id, source, external_id) where external_id is not null do nothing
       returning id),
     t as (
       insert into tasks (tenant_id, id, title, source, event_id, created_by_type, created_by_id)
-      select ${tenantId}, ${taskId}, ${titleOf(e)}, ${e.source}, ${eventId}, ${actor.type}, ${actor.id ?? null}
-      from ev
-      returning id)
-    select t.id, graphile_worker.add_job('plan-task'::text, ${tx.json({ tenantId, taskId } as never)}::json,
-                                         max_attempts => 10, job_key => ${`plan:${taskId}`}::text)
-    from t`;
-  if (!inserted) {
-    const [existing] = await tx<{ id: string; task_id: string }[]>`
-      select id, task_id from events where tenant_id = ${tenantId} and source = ${e.source} and external_id = ${e.externalId!}`;
-    return { eventId: existing!.id, taskId: existing!.task_id, duplicate: true };
+      select ${tenantId}, i.task_id, i.title, i.source, i.event_id, i.actor_type, i.actor_id
+        from input i join ev on ev.id = i.event_id
+      returning id),
+    jobs as (
+      select count(*) as n from graphile_worker.add_jobs(array(
+        select row('plan-task', json_build_object('tenantId', ${tenantId}::text, 'taskId', t.id),
+                   null, null, 10, null, null, null)::graphile_worker.job_spec
+          from t))
+      where exists (select 1 from t))
+    select t.id from t, jobs`;
+  const isNew = new Set(created.map((c) => c.id));
+  const out: (Intake | undefined)[] = rows.map((r) =>
+    isNew.has(r.task_id) ? { eventId: r.event_id, taskId: r.task_id, duplicate: false } : undefined,
+  );
+  const duplicates = rows.filter((r) => !isNew.has(r.task_id));
+  if (duplicates.length) {
+    // Only an event with an externalId can be a duplicate; the first of its key has committed or is ours.
+    const existing = await tx<{ id: string; task_id: string; source: string; external_id: string }[]>`
+      select id, task_id, source, external_id from events
+      where tenant_id = ${tenantId}
+        and (source, external_id) in (
+          select * from unnest(${duplicates.map((d) => d.source)}::text[], ${duplicates.map((d) => d.external_id!)}::text[]))`;
+    const byKey = new Map(existing.map((x) => [`${x.source}\u0000${x.external_id}`, x]));
+    for (const d of duplicates) {
+      const x = byKey.get(`${d.source}\u0000${d.external_id}`)!;
+      out[d.ord] = { eventId: x.id, taskId: x.task_id, duplicate: true };
+    }
   }
-  await res.audit.record(tx, tenantId, {
-    ...auditActor(actor),
-    action: 'task.created',
-    targetType: 'task',
-    targetId: taskId,
-    details: { eventId, source: e.source, type: e.type, externalId: e.externalId ?? null },
-  });
-  return { eventId, taskId, duplicate: false };
+  for (const r of rows) {
+    if (!isNew.has(r.task_id)) continue;
+    await res.audit.record(tx, tenantId, {
+      ...auditActor(batch[r.ord]!.actor),
+      action: 'task.created',
+      targetType: 'task',
+      targetId: r.task_id,
+      details: { eventId: r.event_id, source: r.source, type: r.type, externalId: r.external_id },
+    });
+  }
+  return out as Intake[];
 }
 
 export interface TaskSummary {
