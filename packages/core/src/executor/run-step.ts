@@ -161,15 +161,11 @@ export async function takeReadySteps(
  */
 async function claim(res: Resources, tenantId: string, stepId: string): Promise<Claim> {
   return res.db.withTenant(tenantId, async (tx) => {
-    await lockTaskOfStep(tx, tenantId, stepId);
+    const task = await lockTaskOfStep(tx, tenantId, stepId);
     const [step] = await tx<
       StepRow[]
     >`select * from steps where tenant_id = ${tenantId} and id = ${stepId} for update`;
-    if (!step) return { kind: 'skip' };
-    const [task] = await tx<
-      TaskRow[]
-    >`select * from tasks where tenant_id = ${tenantId} and id = ${step.task_id}`;
-    if (!task) return { kind: 'skip' };
+    if (!step || !task) return { kind: 'skip' };
     const expiredLease =
       step.status === 'running' && step.lease_expires_at !== null && step.lease_expires_at <= new Date();
     if (step.status !== 'ready' && !expiredLease) return { kind: 'skip' };
@@ -265,6 +261,8 @@ async function finish(
   status: 'succeeded' | 'dead' | 'failed',
   result: Record<string, unknown> | null,
   error: { code: string; message: string; retryable: boolean } | null,
+  /** The step's task as this transaction locked it, if it did (see advance). */
+  task?: TaskRow,
 ): Promise<void> {
   const tenantId = step.tenant_id;
   await tx`update steps set status = ${status}, result = ${result ? tx.json(result as never) : null},
@@ -285,7 +283,7 @@ async function finish(
     }
     await advanceCompensation(tx, tenantId, step.task_id);
   } else {
-    await advance(res, tx, tenantId, step.task_id);
+    await advance(res, tx, tenantId, step.task_id, undefined, task);
   }
 }
 
@@ -344,12 +342,12 @@ export async function executeStep(res: Resources, taken: TakenStep): Promise<voi
     res.executor.running.delete(step.id);
   }
   await res.db.withTenant(tenantId, async (tx) => {
-    await lockTaskOfStep(tx, tenantId, stepId);
+    const task = await lockTaskOfStep(tx, tenantId, stepId);
     const [current] = await tx<
       StepRow[]
     >`select * from steps where tenant_id = ${tenantId} and id = ${stepId} for update`;
     // Another worker took over after our lease ran out and already finished: keep its outcome.
-    if (!current || current.status !== 'running') return;
+    if (!current || !task || current.status !== 'running') return;
     // The step leaves `running` below in every branch: its reaper job has nothing left to do, and
     // its slot goes to the tenant's longest-waiting step.
     // (A plain delete, not remove_job: that one NOTIFYs every worker of a job that is gone.)
@@ -358,12 +356,9 @@ export async function executeStep(res: Resources, taken: TakenStep): Promise<voi
     current.attempts = Math.max(current.attempts, step.attempts);
     if (!error) {
       await rememberRecipients(tx, tenantId, tool, current.args);
-      return finish(res, tx, current, 'succeeded', result, null);
+      return finish(res, tx, current, 'succeeded', result, null, task);
     }
-    const [task] = await tx<
-      TaskRow[]
-    >`select cancel_requested from tasks where tenant_id = ${tenantId} and id = ${current.task_id}`;
-    if (task?.cancel_requested) {
+    if (task.cancel_requested) {
       await tx`update steps set status = 'cancelled', error = ${tx.json(error as never)}, lease_expires_at = null,
                  finished_at = now(), updated_at = now() where tenant_id = ${tenantId} and id = ${stepId}`;
       return;
@@ -375,7 +370,7 @@ export async function executeStep(res: Resources, taken: TakenStep): Promise<voi
       await enqueue(tx, 'run-step', { tenantId, stepId }, { jobKey: `step:${stepId}`, runAt });
       return;
     }
-    return finish(res, tx, current, 'dead', null, error);
+    return finish(res, tx, current, 'dead', null, error, task);
   });
 }
 
