@@ -45,8 +45,8 @@ export async function advance(
   /** Collects the steps made ready that need no approval instead of queueing them (takeReadySteps). */
   inline?: StepRow[],
   /**
-   * The task's row as this transaction locked it (FOR UPDATE) and last changed it, to save reading
-   * and locking it again; its `status` is kept up to date here.
+   * The task's row as this transaction locked it (FOR UPDATE, or inserted it) and last changed it,
+   * to save reading and locking it again; its `status` is kept up to date here.
    */
   locked?: TaskRow,
 ): Promise<TaskStatus> {

@@ -274,7 +274,7 @@ export async function storePlan(
     details: { planner, steps: draft.steps.map((s) => ({ key: s.key, tool: s.tool })) },
   });
   const ready: StepRow[] = [];
-  // The caller locked the task row (FOR UPDATE) and it is current: advance needs no second read.
+  // The caller locked (or inserted) the task row and it is current: advance needs no second read.
   await advance(res, tx, tenantId, task.id, inline ? ready : undefined, task);
   if (!inline || !ready.length) return [];
   return takeReadySteps(res, tx, task, ready, tools, { slug: inline.slug, settings });
