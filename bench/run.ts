@@ -361,6 +361,8 @@ async function main(): Promise<void> {
     if (!external) {
       const pidFile = await readFile(path.join(dataDir, 'postgres', 'postmaster.pid'), 'utf8');
       setPostmasterPid(Number(pidFile.split('\n')[0]));
+    } else {
+      setPostmasterPid(await external.postmasterPid());
     }
     const startRss = await procStats(server.pid);
     log(

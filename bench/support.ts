@@ -97,8 +97,8 @@ export async function procStats(
 }
 
 /**
- * The PostgreSQL whose CPU is counted: the embedded cluster's postmaster and its children, or,
- * with an external server (whose backends cannot be told apart), every process named postgres.
+ * The PostgreSQL whose CPU is counted: the embedded cluster's postmaster and its children, or
+ * those of an external server on this machine, or else every process named postgres.
  */
 let postmasterPid: number | undefined;
 
@@ -426,6 +426,16 @@ export async function externalDatabase(url: string) {
   u.pathname = '/' + name;
   return {
     url: u.toString(),
+    /**
+     * The postmaster of that server when it runs on this machine (the parent of this connection's
+     * backend), so that only its processes count as PostgreSQL, not another cluster's.
+     */
+    async postmasterPid(): Promise<number | undefined> {
+      const [row] = await admin<{ pid: number }[]>`select pg_backend_pid() as pid`;
+      const stat = await readFile(`/proc/${row!.pid}/stat`, 'utf8').catch(() => undefined);
+      if (!stat) return undefined;
+      return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    },
     async drop() {
       await admin.unsafe(`drop database if exists ${name} with (force)`).catch((e: Error) => {
         log(`could not drop ${name}: ${e.message}`);

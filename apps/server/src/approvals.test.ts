@@ -696,6 +696,10 @@ describe('the reaper', () => {
     const done = await waitFor(fx, taskId, 'done');
     const step = stepOf(done, 'r');
     expect(callsOf('ap-reap').map((c) => c.key)).toEqual([`stw-${step.id}`]);
+    // The step's outcome removed the reaper job of its attempt (queued when it was taken).
+    const reapers = (attempt: number) => t.db.owner<{ run_at: Date }[]>`
+      select run_at from graphile_worker._private_jobs where key = ${`reap:${step.id}:${attempt}`}`;
+    expect(await reapers(1)).toEqual([]);
 
     // A worker that holds a live lease is left alone.
     await t.db
@@ -704,6 +708,9 @@ describe('the reaper', () => {
     await settle();
     expect(stepOf(await getTask(fx, taskId), 'r').status).toBe('running');
     expect(callsOf('ap-reap')).toHaveLength(1);
+    // ...and looked at again just after that lease.
+    const [later] = await reapers(1);
+    expect(later!.run_at.getTime()).toBeGreaterThan(Date.now() + 3_500_000);
 
     // Its worker died mid-call: the lease ran out.
     await t.db.owner`update steps set lease_expires_at = now() - interval '1 second' where id = ${step.id}`;
@@ -716,6 +723,7 @@ describe('the reaper', () => {
     );
     expect(stepOf(after, 'r').attempts).toBe(2);
     expect(callsOf('ap-reap').map((c) => c.key)).toEqual([`stw-${step.id}`, `stw-${step.id}`]);
+    expect(await reapers(2)).toEqual([]);
     const [recovered] = await t.db.owner<{ n: number }[]>`
       select count(*)::int as n from audit_log where action = 'step.recovered' and target_id = ${step.id}`;
     expect(recovered!.n).toBe(1);

@@ -44,16 +44,28 @@ export async function advance(
   taskId: string,
   /** Collects the steps made ready that need no approval instead of queueing them (takeReadySteps). */
   inline?: StepRow[],
+  /**
+   * The task's row as this transaction locked it (FOR UPDATE, or inserted it) and last changed it,
+   * to save reading and locking it again; its `status` is kept up to date here.
+   */
+  locked?: TaskRow,
 ): Promise<TaskStatus> {
-  const [task] = await tx<
-    TaskRow[]
-  >`select * from tasks where tenant_id = ${tenantId} and id = ${taskId} for update`;
+  const task =
+    locked ??
+    (await tx<TaskRow[]>`select * from tasks where tenant_id = ${tenantId} and id = ${taskId} for update`)[0];
   if (!task) return 'failed';
   if (FINAL_TASK_STATUSES.has(task.status) && task.status !== 'failed') return task.status;
   const steps = await tx<StepRow[]>`
     select * from steps where tenant_id = ${tenantId} and task_id = ${taskId} order by position for update`;
-  const approvals = await tx<ApprovalRow[]>`
-    select * from approvals where tenant_id = ${tenantId} and task_id = ${taskId} and status = 'approved'`;
+  // Approvals matter only to a step that needs one and may still start.
+  const mayNeedApproval = steps.some(
+    (s) =>
+      s.kind === 'action' && s.needs_approval && (s.status === 'pending' || s.status === 'awaiting_approval'),
+  );
+  const approvals = mayNeedApproval
+    ? await tx<ApprovalRow[]>`
+        select * from approvals where tenant_id = ${tenantId} and task_id = ${taskId} and status = 'approved'`
+    : [];
   const byKey = new Map(steps.filter((s) => s.kind === 'action').map((s) => [s.key, s]));
 
   const actions = steps.filter((s) => s.kind === 'action');
@@ -95,12 +107,14 @@ export async function advance(
     const final = FINAL_TASK_STATUSES.has(status);
     await tx`update tasks set status = ${status}, updated_at = now(), finished_at = ${final ? new Date() : null}
              where tenant_id = ${tenantId} and id = ${taskId}`;
+    const from = task.status;
+    task.status = status;
     await res.audit.record(tx, tenantId, {
       ...auditActor(SYSTEM_ACTOR),
       action: `task.${status}`,
       targetType: 'task',
       targetId: taskId,
-      details: { from: task.status },
+      details: { from },
     });
   }
   return status;

@@ -40,3 +40,26 @@ export async function enqueue<N extends JobName>(
     priority => ${opts.priority ?? 0}::int
   )`;
 }
+
+/**
+ * Add a job that is due later (a timer, e.g. the reaper of a step's lease) in the caller's
+ * transaction without waking every worker now: graphile's add_job sends a NOTIFY for every job,
+ * and each worker process it wakes asks for work and finds none (a future job is found by the
+ * workers' regular poll when it falls due). A plain insert into the queue table; when the key is
+ * already taken, or the task name is not yet known to the queue, it falls back to add_job, whose
+ * job-key semantics then apply unchanged.
+ */
+export async function enqueueTimer<N extends JobName>(
+  tx: Tx,
+  name: N,
+  payload: JobPayloads[N],
+  opts: { runAt: Date; jobKey: string; maxAttempts?: number },
+): Promise<void> {
+  const added = await tx`
+    insert into graphile_worker._private_jobs (task_id, payload, run_at, max_attempts, key)
+    select id, ${tx.json(payload as never)}::json, ${opts.runAt}::timestamptz, ${opts.maxAttempts ?? 10}::int, ${opts.jobKey}::text
+    from graphile_worker._private_tasks where identifier = ${name}::text
+    on conflict (key) do nothing
+    returning id`;
+  if (!added.length) await enqueue(tx, name, payload, opts);
+}

@@ -4,7 +4,7 @@ import { auditActor, SYSTEM_ACTOR, type Resources } from '../resources.ts';
 import type { ApprovalRow, StepRow, TaskRow } from '../tasks/task-types.ts';
 import { ToolError, type Tool } from '../tools/tool.ts';
 import { advance, advanceCompensation, approvedFor } from './advance.ts';
-import { enqueue } from './job-queue.ts';
+import { enqueue, enqueueTimer } from './job-queue.ts';
 import { lockTaskOfStep } from './task-lock.ts';
 import { toolsForTenant } from '../mcp/mcp-service.ts';
 
@@ -34,6 +34,14 @@ export interface TakenStep {
   tenantSlug: string;
 }
 
+/**
+ * The job key of the reaper of one attempt of a step. Per attempt, so the reaper of a new attempt
+ * never collides with the previous attempt's reaper job while that one is still running.
+ */
+function reaperKey(stepId: string, attempt: number): string {
+  return `reap:${stepId}:${attempt}`;
+}
+
 /** How late a held-back step's own job runs if no finishing step wakes it first. */
 const THROTTLE_BACKSTOP_MS = 2000;
 
@@ -41,8 +49,15 @@ const THROTTLE_BACKSTOP_MS = 2000;
  * A step of the tenant left `running`, so a slot is free: queue the step that has waited longest
  * for one now (its backstop job is moved forward). SKIP LOCKED: never waits for another task's row.
  */
-async function wakeThrottled(tx: Tx, tenantId: string): Promise<void> {
+async function wakeThrottled(tx: Tx, tenantId: string, reaper?: string): Promise<void> {
+  // With `reaper` (a job key), the same statement deletes that reaper job (see executeStep).
   const [next] = await tx<{ id: string }[]>`
+    ${
+      reaper
+        ? tx`with reaper as (
+               delete from graphile_worker._private_jobs where key = ${reaper} and locked_at is null)`
+        : tx``
+    }
     update steps set throttled_at = null
     where tenant_id = ${tenantId} and id = (
       select id from steps where tenant_id = ${tenantId} and throttled_at is not null and status = 'ready'
@@ -101,12 +116,13 @@ async function take(
     await tx`update tasks set status = 'executing', updated_at = now() where tenant_id = ${tenantId} and id = ${task.id}`;
     task.status = 'executing';
   }
-  // If this worker dies, the reaper picks the step up when the lease runs out.
-  await enqueue(
+  // If this worker dies, the reaper picks the step up when the lease runs out (one reaper job per
+  // attempt, queued without waking the workers: it is due a lease from now).
+  await enqueueTimer(
     tx,
     'reap-step',
     { tenantId, stepId },
-    { runAt: new Date(lease.getTime() + 1000), jobKey: `reap:${stepId}` },
+    { runAt: new Date(lease.getTime() + 1000), jobKey: reaperKey(stepId, step.attempts) },
   );
   await res.audit.record(tx, tenantId, {
     ...auditActor(SYSTEM_ACTOR),
@@ -161,15 +177,11 @@ export async function takeReadySteps(
  */
 async function claim(res: Resources, tenantId: string, stepId: string): Promise<Claim> {
   return res.db.withTenant(tenantId, async (tx) => {
-    await lockTaskOfStep(tx, tenantId, stepId);
+    const task = await lockTaskOfStep(tx, tenantId, stepId);
     const [step] = await tx<
       StepRow[]
     >`select * from steps where tenant_id = ${tenantId} and id = ${stepId} for update`;
-    if (!step) return { kind: 'skip' };
-    const [task] = await tx<
-      TaskRow[]
-    >`select * from tasks where tenant_id = ${tenantId} and id = ${step.task_id}`;
-    if (!task) return { kind: 'skip' };
+    if (!step || !task) return { kind: 'skip' };
     const expiredLease =
       step.status === 'running' && step.lease_expires_at !== null && step.lease_expires_at <= new Date();
     if (step.status !== 'ready' && !expiredLease) return { kind: 'skip' };
@@ -265,6 +277,8 @@ async function finish(
   status: 'succeeded' | 'dead' | 'failed',
   result: Record<string, unknown> | null,
   error: { code: string; message: string; retryable: boolean } | null,
+  /** The step's task as this transaction locked it, if it did (see advance). */
+  task?: TaskRow,
 ): Promise<void> {
   const tenantId = step.tenant_id;
   await tx`update steps set status = ${status}, result = ${result ? tx.json(result as never) : null},
@@ -285,7 +299,7 @@ async function finish(
     }
     await advanceCompensation(tx, tenantId, step.task_id);
   } else {
-    await advance(res, tx, tenantId, step.task_id);
+    await advance(res, tx, tenantId, step.task_id, undefined, task);
   }
 }
 
@@ -344,26 +358,22 @@ export async function executeStep(res: Resources, taken: TakenStep): Promise<voi
     res.executor.running.delete(step.id);
   }
   await res.db.withTenant(tenantId, async (tx) => {
-    await lockTaskOfStep(tx, tenantId, stepId);
+    const task = await lockTaskOfStep(tx, tenantId, stepId);
     const [current] = await tx<
       StepRow[]
     >`select * from steps where tenant_id = ${tenantId} and id = ${stepId} for update`;
     // Another worker took over after our lease ran out and already finished: keep its outcome.
-    if (!current || current.status !== 'running') return;
+    if (!current || !task || current.status !== 'running') return;
     // The step leaves `running` below in every branch: its reaper job has nothing left to do, and
     // its slot goes to the tenant's longest-waiting step.
     // (A plain delete, not remove_job: that one NOTIFYs every worker of a job that is gone.)
-    await tx`delete from graphile_worker._private_jobs where key = ${`reap:${stepId}`} and locked_at is null`;
-    await wakeThrottled(tx, tenantId);
+    await wakeThrottled(tx, tenantId, reaperKey(stepId, current.attempts));
     current.attempts = Math.max(current.attempts, step.attempts);
     if (!error) {
       await rememberRecipients(tx, tenantId, tool, current.args);
-      return finish(res, tx, current, 'succeeded', result, null);
+      return finish(res, tx, current, 'succeeded', result, null, task);
     }
-    const [task] = await tx<
-      TaskRow[]
-    >`select cancel_requested from tasks where tenant_id = ${tenantId} and id = ${current.task_id}`;
-    if (task?.cancel_requested) {
+    if (task.cancel_requested) {
       await tx`update steps set status = 'cancelled', error = ${tx.json(error as never)}, lease_expires_at = null,
                  finished_at = now(), updated_at = now() where tenant_id = ${tenantId} and id = ${stepId}`;
       return;
@@ -375,7 +385,7 @@ export async function executeStep(res: Resources, taken: TakenStep): Promise<voi
       await enqueue(tx, 'run-step', { tenantId, stepId }, { jobKey: `step:${stepId}`, runAt });
       return;
     }
-    return finish(res, tx, current, 'dead', null, error);
+    return finish(res, tx, current, 'dead', null, error, task);
   });
 }
 
@@ -408,7 +418,10 @@ export async function reapStep(res: Resources, tenantId: string, stepId: string)
         tx,
         'reap-step',
         { tenantId, stepId },
-        { runAt: new Date(step.lease_expires_at.getTime() + 1000), jobKey: `reap:${stepId}` },
+        {
+          runAt: new Date(step.lease_expires_at.getTime() + 1000),
+          jobKey: reaperKey(stepId, step.attempts),
+        },
       );
       return;
     }

@@ -265,6 +265,7 @@ export async function storePlan(
   await tx`update tasks set status = 'planning', planner = ${planner}, plan_summary = ${draft.summary},
              needs_action_reason = null, updated_at = now()
            where tenant_id = ${tenantId} and id = ${task.id}`;
+  task.status = 'planning';
   await res.audit.record(tx, tenantId, {
     ...auditActor(SYSTEM_ACTOR),
     action: 'task.planned',
@@ -273,7 +274,8 @@ export async function storePlan(
     details: { planner, steps: draft.steps.map((s) => ({ key: s.key, tool: s.tool })) },
   });
   const ready: StepRow[] = [];
-  await advance(res, tx, tenantId, task.id, inline ? ready : undefined);
+  // The caller locked (or inserted) the task row and it is current: advance needs no second read.
+  await advance(res, tx, tenantId, task.id, inline ? ready : undefined, task);
   if (!inline || !ready.length) return [];
   return takeReadySteps(res, tx, task, ready, tools, { slug: inline.slug, settings });
 }
