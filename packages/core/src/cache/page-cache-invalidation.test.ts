@@ -127,6 +127,9 @@ describe('page cache announcements (migration 0023)', () => {
       await tx`update users set name = 'Shared again' where id = ${SHARED}`;
     });
     expect(committed.map((v) => v.split(',').sort())).toEqual([[A, A, B].sort()]);
+    // one NOTIFY per statement
+    expect(await nextNotification()).toBe(A);
+    expect(sorted(await nextNotification())).toBe([A, B].sort().join(','));
     await db.withTenant(A, (tx) => tx`select 1`);
     await db.withTenant(A, (tx) => tx`select 1`);
     expect(committed).toHaveLength(1);
