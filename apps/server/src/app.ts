@@ -117,7 +117,7 @@ export async function buildApp(res: Resources, opts: AppOptions): Promise<Fastif
   app.addHook('onRequest', (request, reply, done) =>
     securityHeaders(request.raw, reply.raw, (error) => done(error as Error | undefined)),
   );
-  const metrics = installMetrics(app, res.db);
+  const metrics = installMetrics(app, res.db, () => res.pages);
   installGuard(app, res);
   installAuthentication(app, res);
   await app.register(swagger, {

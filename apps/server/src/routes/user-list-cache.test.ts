@@ -65,6 +65,9 @@ describe('GET /api/v1/users with the page cache', () => {
     expect(second.body).toBe(first.body);
     expect(second.headers['content-type']).toBe(first.headers['content-type']);
     expect(second.headers['content-type']).toMatch(/^application\/json/);
+    const metrics = (await t.app.inject({ url: '/metrics' })).body;
+    expect(metrics).toContain('steward_page_cache_live 1');
+    expect(metrics).toMatch(new RegExp(`steward_page_cache_hits ${pages.stats().hits}\\b`));
   });
 
   it('keeps tenants apart: the same query of two tenants gives each its own members', async () => {
