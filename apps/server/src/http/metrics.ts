@@ -47,9 +47,21 @@ export function installMetrics(
   );
   cache('steward_page_cache_hits', 'Pages answered from the page cache since start', (s) => s.hits);
   cache('steward_page_cache_misses', 'Pages built (not in the cache) since start', (s) => s.misses);
-  cache('steward_page_cache_bypassed', 'Pages built while the cache was bypassed since start', (s) => s.bypassed);
-  cache('steward_page_cache_refused', 'Pages not stored: changed during their build, since start', (s) => s.refused);
-  cache('steward_page_cache_invalidations', 'Tenant invalidations received since start', (s) => s.invalidations);
+  cache(
+    'steward_page_cache_bypassed',
+    'Pages built while the cache was bypassed since start',
+    (s) => s.bypassed,
+  );
+  cache(
+    'steward_page_cache_refused',
+    'Pages not stored: changed during their build, since start',
+    (s) => s.refused,
+  );
+  cache(
+    'steward_page_cache_invalidations',
+    'Tenant invalidations received since start',
+    (s) => s.invalidations,
+  );
 
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';

@@ -186,13 +186,19 @@ describe('GET /api/v1/users with the page cache', () => {
     const other = createDatabase({ url: await runtimeUrl(t.db), max: 1 });
     try {
       expect(member(await list(a.apiKey), 'ann@cache-a.test')?.role).toBe('approver');
-      await other.withTenant(a.tenant.id, (tx) => tx`update roles set name = 'checker' where name = 'approver'`);
+      await other.withTenant(
+        a.tenant.id,
+        (tx) => tx`update roles set name = 'checker' where name = 'approver'`,
+      );
       const p = await eventually(a.apiKey, (x) => member(x, 'ann@cache-a.test')?.role === 'checker');
       expect(member(p, 'ann@cache-a.test')?.role).toBe('checker');
       // tenant B's roles are untouched
       expect(member(await list(b.apiKey), 'ann@cache-a.test')?.role).toBe('viewer');
     } finally {
-      await other.withTenant(a.tenant.id, (tx) => tx`update roles set name = 'approver' where name = 'checker'`);
+      await other.withTenant(
+        a.tenant.id,
+        (tx) => tx`update roles set name = 'approver' where name = 'checker'`,
+      );
       await other.close();
     }
   });
@@ -266,7 +272,11 @@ describe('GET /api/v1/users with the page cache', () => {
     ).json() as { id: string; key: string };
     await list(created.key);
     expectStatus(
-      await t.app.inject({ method: 'DELETE', url: `/api/v1/api-keys/${created.id}`, headers: bearer(a.token) }),
+      await t.app.inject({
+        method: 'DELETE',
+        url: `/api/v1/api-keys/${created.id}`,
+        headers: bearer(a.token),
+      }),
       204,
     );
     expectStatus(await t.app.inject({ url: '/api/v1/users', headers: bearer(created.key) }), 401);

@@ -111,7 +111,8 @@ describe('page cache announcements (migration 0023)', () => {
 
   it('memberships and roles: insert, update and delete announce their tenant', async () => {
     await db.withSystemAccess(
-      (tx) => tx`insert into memberships (tenant_id, user_id, role_id) values (${A}, ${ONLY_C}, ${roleId[A]!})`,
+      (tx) =>
+        tx`insert into memberships (tenant_id, user_id, role_id) values (${A}, ${ONLY_C}, ${roleId[A]!})`,
       { tenantId: A },
     );
     await db.withTenant(A, (tx) => tx`update memberships set status = 'disabled' where user_id = ${ONLY_C}`);

@@ -139,11 +139,7 @@ export class PageCache {
   /** Store a page built after `begin`, unless its tenant was invalidated since. True if stored. */
   store(ticket: PageTicket, body: Buffer): boolean {
     const { tenantId } = ticket;
-    if (
-      !this.live ||
-      this.flushedAt >= ticket.seq ||
-      (this.invalidatedAt.get(tenantId) ?? 0) >= ticket.seq
-    ) {
+    if (!this.live || this.flushedAt >= ticket.seq || (this.invalidatedAt.get(tenantId) ?? 0) >= ticket.seq) {
       this.counts.refused++;
       return false;
     }
