@@ -19,10 +19,8 @@ export async function sendCachedPage(
   build: () => Promise<unknown>,
 ): Promise<FastifyReply> {
   if (!cache) return reply.send(await build());
-  const hit = cache.get(tenantId, key);
-  if (hit) return reply.type(JSON_TYPE).send(hit);
-  const ticket = cache.begin(tenantId, key);
-  const body = Buffer.from(reply.serialize(await build()) as string);
-  if (ticket) cache.store(ticket, body);
+  const body = await cache.load(tenantId, key, async () =>
+    Buffer.from(reply.serialize(await build()) as string),
+  );
   return reply.type(JSON_TYPE).send(body);
 }

@@ -126,6 +126,59 @@ describe('PageCache', () => {
     expect(cache.stats()).toMatchObject({ entries: 0, bytes: 0 });
   });
 
+  it('load: concurrent misses of one page build it once', async () => {
+    const { cache } = live();
+    let builds = 0;
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const build = async () => {
+      builds++;
+      await gate;
+      return body('page');
+    };
+    const all = Promise.all([1, 2, 3].map(() => cache.load(A, 'k', build)));
+    release();
+    expect((await all).map(String)).toEqual(['page', 'page', 'page']);
+    expect(builds).toBe(1);
+    expect(cache.stats()).toMatchObject({ joined: 2, stores: 1 });
+    expect((await cache.load(A, 'k', build)).toString()).toBe('page');
+    expect(builds).toBe(1);
+  });
+
+  it('load: a request after an invalidation never joins a build that began before it', async () => {
+    const { cache } = live();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const old = cache.load(A, 'k', async () => {
+      await gate;
+      return body('old');
+    });
+    cache.invalidate(A); // a write committed while the old build was in flight
+    const fresh = cache.load(A, 'k', async () => body('new'));
+    release();
+    expect((await fresh).toString()).toBe('new');
+    expect((await old).toString()).toBe('old'); // its own request was concurrent with the write
+    expect(cache.get(A, 'k')?.toString()).toBe('new');
+    expect(cache.stats()).toMatchObject({ joined: 0, refused: 1 });
+  });
+
+  it('load: builds every time while bypassed, and a failed build fails the requests that joined it', async () => {
+    const cache = new PageCache({ ttlMs: 1000 });
+    let builds = 0;
+    const build = async () => body(String(++builds));
+    await cache.load(A, 'k', build);
+    await cache.load(A, 'k', build);
+    expect(builds).toBe(2);
+    cache.setLive(true);
+    const failing = async () => {
+      await new Promise((r) => setTimeout(r, 5));
+      throw new Error('database down');
+    };
+    const results = await Promise.allSettled([cache.load(A, 'k', failing), cache.load(A, 'k', failing)]);
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+    expect((await cache.load(A, 'k', build)).toString()).toBe('3');
+  });
+
   it('needs a positive ttl', () => {
     expect(() => new PageCache({ ttlMs: 0 })).toThrow(RangeError);
   });

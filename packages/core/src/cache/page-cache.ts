@@ -54,6 +54,8 @@ export interface PageCacheStats {
   flushes: number;
   /** Lookups while the cache was bypassed (not listening). */
   bypassed: number;
+  /** Misses answered by a build of the same page already in flight. */
+  joined: number;
   live: boolean;
 }
 
@@ -68,6 +70,8 @@ export class PageCache {
   /** Insertion order is recency order: a hit moves its entry to the end. */
   private readonly entries = new Map<string, Entry>();
   private readonly byTenant = new Map<string, Set<string>>();
+  /** Builds in flight, by key: requests for the same page join them (see load). */
+  private readonly inflight = new Map<string, { ticket: PageTicket; body: Promise<Buffer> }>();
   /** The sequence number of each tenant's last invalidation. */
   private readonly invalidatedAt = new Map<string, number>();
   private flushedAt = 0;
@@ -83,6 +87,7 @@ export class PageCache {
     invalidations: 0,
     flushes: 0,
     bypassed: 0,
+    joined: 0,
   };
 
   constructor(opts: PageCacheOptions) {
@@ -136,10 +141,40 @@ export class PageCache {
     return { tenantId, key, seq: ++this.seq, startedAt: this.now() };
   }
 
+  /**
+   * The page under (tenant, key): from the cache, else from a build of the same page already in
+   * flight that began after the tenant's last invalidation (it reads no older a state than a fresh
+   * build started now could be served from the cache), else from `build`, stored if no invalidation
+   * happened meanwhile. Concurrent misses of one page (many connections when it expires) build once;
+   * a failed build fails the requests that joined it.
+   */
+  async load(tenantId: string, key: string, build: () => Promise<Buffer>): Promise<Buffer> {
+    const hit = this.get(tenantId, key);
+    if (hit) return hit;
+    const k = tenantId + '\n' + key;
+    const flying = this.inflight.get(k);
+    if (flying && this.current(flying.ticket)) {
+      this.counts.joined++;
+      return flying.body;
+    }
+    const ticket = this.begin(tenantId, key);
+    if (!ticket) return build();
+    const body = build();
+    const entry = { ticket, body };
+    this.inflight.set(k, entry);
+    try {
+      const built = await body;
+      this.store(ticket, built);
+      return built;
+    } finally {
+      if (this.inflight.get(k) === entry) this.inflight.delete(k);
+    }
+  }
+
   /** Store a page built after `begin`, unless its tenant was invalidated since. True if stored. */
   store(ticket: PageTicket, body: Buffer): boolean {
     const { tenantId } = ticket;
-    if (!this.live || this.flushedAt >= ticket.seq || (this.invalidatedAt.get(tenantId) ?? 0) >= ticket.seq) {
+    if (!this.unchanged(ticket)) {
       this.counts.refused++;
       return false;
     }
@@ -205,6 +240,18 @@ export class PageCache {
 
   stats(): PageCacheStats {
     return { entries: this.entries.size, bytes: this.bytes, live: this.live, ...this.counts };
+  }
+
+  /** No invalidation of the ticket's tenant, nor a flush, since it was taken. */
+  private unchanged(ticket: PageTicket): boolean {
+    return (
+      this.live && this.flushedAt < ticket.seq && (this.invalidatedAt.get(ticket.tenantId) ?? 0) < ticket.seq
+    );
+  }
+
+  /** Unchanged, and young enough that its page could still be served. */
+  private current(ticket: PageTicket): boolean {
+    return this.unchanged(ticket) && this.now() < ticket.startedAt + this.ttlMs;
   }
 
   private remove(k: string, e: Entry): void {
