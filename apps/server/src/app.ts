@@ -9,6 +9,7 @@ import { frameworkError, installErrorHandling } from './http/error-handler.ts';
 import { installFiniteNumbers } from './http/finite-numbers.ts';
 import { installGuard } from './http/guard-hooks.ts';
 import { installGuardResponses } from './http/guard-responses.ts';
+import { lazyChildLogger } from './http/lazy-request-logger.ts';
 import { installMetrics } from './http/metrics.ts';
 import { installRouteTable } from './http/route-table.ts';
 import { ErrorResponse } from './http/schemas.ts';
@@ -70,7 +71,9 @@ export async function buildApp(res: Resources, opts: AppOptions): Promise<Fastif
   const tlsOptions: object = opts.https ? { https: { cert: opts.https.cert, key: opts.https.key } } : {};
   const app = Fastify({
     ...tlsOptions,
-    ...(opts.logger ? { loggerInstance: opts.logger } : { logger: false }),
+    ...(opts.logger
+      ? { loggerInstance: opts.logger, childLoggerFactory: lazyChildLogger }
+      : { logger: false }),
     bodyLimit: opts.bodyLimit ?? 1_048_576,
     trustProxy: trustProxyOption(opts.trustProxy),
     requestIdHeader: false,
@@ -117,7 +120,7 @@ export async function buildApp(res: Resources, opts: AppOptions): Promise<Fastif
   app.addHook('onRequest', (request, reply, done) =>
     securityHeaders(request.raw, reply.raw, (error) => done(error as Error | undefined)),
   );
-  const metrics = installMetrics(app, res.db);
+  const metrics = installMetrics(app, res.db, () => res.pages);
   installGuard(app, res);
   installAuthentication(app, res);
   await app.register(swagger, {

@@ -67,7 +67,7 @@ function print(cmd: Command, json: unknown, human: string): void {
 
 /** Run a one-shot command against the database (working alongside a running `steward start`). */
 async function withRuntime<T>(cmd: Command, fn: (rt: Runtime) => Promise<T>): Promise<T> {
-  const rt = await openRuntime(config(cmd));
+  const rt = await openRuntime(config(cmd), { pageCache: false });
   try {
     return await fn(rt);
   } finally {

@@ -52,6 +52,10 @@ export interface Config {
   mcpIdleSeconds: number;
   /** Pooled MCP connections per process at most (STEWARD_MCP_MAX_CONNECTIONS). */
   mcpMaxConnections: number;
+  /** Page cache: hard bound on a cached list page's age in ms, 0 = no cache (STEWARD_PAGE_CACHE_TTL_MS). */
+  pageCacheTtlMs: number;
+  /** Page cache: bytes of cached pages per process at most (STEWARD_PAGE_CACHE_MAX_BYTES). */
+  pageCacheMaxBytes: number;
   /** Brute-force limits and request quotas (0: no limit). */
   rateLimits: {
     loginFailuresPerAccount: number;
@@ -126,6 +130,9 @@ export const ENVIRONMENT = {
   STEWARD_MCP_IDLE_SECONDS:
     'seconds an unused MCP connection (a stdio process, an HTTP session) stays open for reuse (default 60)',
   STEWARD_MCP_MAX_CONNECTIONS: 'open MCP connections per process at most (default 50)',
+  STEWARD_PAGE_CACHE_TTL_MS:
+    'hard bound in ms on the age of a cached list page (default 1000; 0 turns the page cache off)',
+  STEWARD_PAGE_CACHE_MAX_BYTES: 'bytes of cached list pages per process at most (default 16777216)',
   STEWARD_KMS_PROVIDER: 'key provider wrapping tenant data keys: local (default), vault, aws-kms or pkcs11',
   STEWARD_KMS_VAULT_ADDR: 'Vault/OpenBao address for STEWARD_KMS_PROVIDER=vault (https://host:8200)',
   STEWARD_KMS_VAULT_TOKEN:
@@ -291,6 +298,8 @@ export function loadConfig(
     mcpAllowStdio: bool('STEWARD_MCP_STDIO'),
     mcpIdleSeconds: int('STEWARD_MCP_IDLE_SECONDS', 60, 1, 86_400),
     mcpMaxConnections: int('STEWARD_MCP_MAX_CONNECTIONS', 50, 1, 10_000),
+    pageCacheTtlMs: int('STEWARD_PAGE_CACHE_TTL_MS', 1000, 0, 60_000),
+    pageCacheMaxBytes: int('STEWARD_PAGE_CACHE_MAX_BYTES', 16 * 1_048_576, 65_536, 1_073_741_824),
     siemDestinations: siem.destinations,
     llm: { provider, anthropicApiKey, openaiApiKey, openaiBaseUrl, model: str('STEWARD_LLM_MODEL') },
     keys,

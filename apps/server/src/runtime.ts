@@ -17,6 +17,8 @@ import { createKeyProviders } from '@steward/core/keys/key-settings';
 import { FileTenantKeystore } from '@steward/core/keys/tenant-keystore';
 import { ChangeFeed } from '@steward/core/live/change-feed';
 import { McpClientPool } from '@steward/core/mcp/mcp-pool';
+import { PageCache } from '@steward/core/cache/page-cache';
+import { PageCacheListener } from '@steward/core/cache/page-cache-listener';
 import type { Config } from './config.ts';
 import { builtinTools } from './tools.ts';
 
@@ -35,6 +37,8 @@ export interface OpenOptions {
   migrate?: boolean;
   /** A long-running server: adopt an embedded PostgreSQL orphaned by a killed run. */
   longRunning?: boolean;
+  /** Open the page cache and its LISTEN connection (default true; one-shot commands and workers: false). */
+  pageCache?: boolean;
 }
 
 /** The owner connection URL: DATABASE_URL, or the embedded cluster (started or adopted). */
@@ -124,6 +128,8 @@ export async function openRuntime(config: Config, opts: OpenOptions = {}): Promi
       changes: new ChangeFeed(connect(appUrl, { max: 1, applicationName: 'steward-live' })),
       mcpClients: new McpClientPool({ idleMs: config.mcpIdleSeconds * 1000, max: config.mcpMaxConnections }),
     };
+    const pages = await openPageCache(db, appUrl, config, opts, log);
+    res.pages = pages?.cache;
     const database = db;
     const guard = res.guard;
     return {
@@ -135,6 +141,7 @@ export async function openRuntime(config: Config, opts: OpenOptions = {}): Promi
         await guard?.close().catch(() => {});
         await keys.close().catch(() => {});
         await res.changes?.close();
+        await pages?.listener.close();
         await res.mcpClients?.closeAll();
         await database.close().catch(() => {});
         await embedded?.stop();
@@ -165,4 +172,24 @@ async function createGuard(db: Database, config: Config, log: (m: string) => voi
       log(`rate-limit store (Redis) failed, counting in this process meanwhile: ${(error as Error).message}`);
     },
   });
+}
+
+/**
+ * The page cache (STEWARD_PAGE_CACHE_TTL_MS > 0): dropped synchronously by this process's own
+ * committed writes (app.changed_tenants, migration 0023) and by every process's through NOTIFY.
+ */
+async function openPageCache(
+  db: Database,
+  appUrl: string,
+  config: Config,
+  opts: OpenOptions,
+  log: (m: string) => void,
+): Promise<{ cache: PageCache; listener: PageCacheListener } | undefined> {
+  if (opts.pageCache === false || config.pageCacheTtlMs === 0) return undefined;
+  const cache = new PageCache({ ttlMs: config.pageCacheTtlMs, maxBytes: config.pageCacheMaxBytes });
+  db.watchCommits('app.changed_tenants', (changed) => cache.invalidate(changed));
+  const listener = new PageCacheListener(appUrl, cache, { log });
+  // Until the LISTEN is in place the cache is bypassed; a failure retries in the background.
+  await listener.start();
+  return { cache, listener };
 }

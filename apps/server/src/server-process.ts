@@ -20,7 +20,11 @@ export type Role = 'all' | 'api' | 'worker';
  */
 export async function runServer(config: Config, role: Role): Promise<void> {
   const logger = pino({ level: config.logLevel, redact: { paths: REDACT_PATHS, censor: '[redacted]' } });
-  const runtime = await openRuntime(config, { log: (m) => logger.info(m), longRunning: true });
+  const runtime = await openRuntime(config, {
+    log: (m) => logger.info(m),
+    longRunning: true,
+    pageCache: role !== 'worker',
+  });
   const { res } = runtime;
   runtime.checkpointer.start();
 

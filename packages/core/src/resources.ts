@@ -11,6 +11,7 @@ import type { Guard } from './guard/guard.ts';
 import type { KeyProviders } from './keys/key-providers.ts';
 import type { ChangeFeed } from './live/change-feed.ts';
 import type { McpClientPool } from './mcp/mcp-pool.ts';
+import type { PageCache } from './cache/page-cache.ts';
 
 /** Everything the domain code needs, wired by hand in one place (see apps/server/src/resources.ts). */
 export interface Resources {
@@ -35,6 +36,8 @@ export interface Resources {
   changes?: ChangeFeed | undefined;
   /** Open MCP connections reused per (tenant, server) (absent: a connection per operation). */
   mcpClients?: McpClientPool | undefined;
+  /** Serialized list pages per tenant, invalidated by the database (absent: no page cache). */
+  pages?: PageCache | undefined;
 }
 
 export interface McpSettings {

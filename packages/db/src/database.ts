@@ -36,6 +36,14 @@ export interface Database {
    * API key lookup). Grep for withSystemAccess to review every use.
    */
   withSystemAccess<T>(fn: (tx: Tx) => Promise<T>, opts?: { tenantId?: string; userId?: string }): Promise<T>;
+  /**
+   * After each committed withTenant/withSystemAccess transaction, call `listener` with the value the
+   * transaction left in the transaction-local setting `setting` (when not empty), before the
+   * transaction's promise resolves. The setting is read in the same round trip as COMMIT. One
+   * watch per database (the page cache's app.changed_tenants, see migration 0023); readTenant is
+   * read-only and is not watched.
+   */
+  watchCommits(setting: string, listener: (value: string) => void): void;
   /** True when the runtime connection answers. */
   ping(): Promise<boolean>;
   stats(): PoolStats;
@@ -97,6 +105,7 @@ export function createDatabase(options: DatabaseOptions): Database {
     options.pool ?? connect(options.url, { max, applicationName: options.applicationName ?? 'steward-app' });
   let inUse = 0;
   let waiting = 0;
+  let watch: { setting: string; listener: (value: string) => void } | undefined;
 
   async function transaction<T>(ctx: TransactionContext, fn: (tx: Tx) => Promise<T>): Promise<T> {
     if (ctx.tenantId !== undefined && !isUuid(ctx.tenantId)) throw new TypeError('tenantId must be a uuid');
@@ -129,6 +138,10 @@ export function createDatabase(options: DatabaseOptions): Database {
           const left = await hooks[i]!();
           if (left) tails.push(left.tail);
         }
+        const w = watch;
+        // Sent after the tails (they may write too), in the same round trip as COMMIT.
+        const watched = w && conn<{ v: string | null }[]>`select current_setting(${w.setting}, true) as v`;
+        if (watched) tails.push(watched);
         if (tails.length) {
           // A failed statement before it turns COMMIT into a rollback: report that statement's error.
           const settled = await Promise.allSettled([...tails, conn.unsafe('commit')]);
@@ -136,6 +149,10 @@ export function createDatabase(options: DatabaseOptions): Database {
           if (failed) throw failed.reason;
         } else {
           await conn.unsafe('commit');
+        }
+        if (w && watched) {
+          const value = (await watched)[0]?.v;
+          if (value) w.listener(value);
         }
         return result;
       } catch (error) {
@@ -201,6 +218,10 @@ export function createDatabase(options: DatabaseOptions): Database {
     },
     withSystemAccess(fn, opts) {
       return transaction({ tenantId: opts?.tenantId, userId: opts?.userId, system: true }, fn);
+    },
+    watchCommits(setting, listener) {
+      if (watch) throw new Error('watchCommits: this database is already watched');
+      watch = { setting, listener };
     },
     async ping() {
       try {

@@ -10,6 +10,7 @@ import {
 } from '@steward/core/identity/user-service';
 import type { FastifyInstance } from 'fastify';
 import { actorOf, principalOf } from '../http/request-actor.ts';
+import { sendCachedPage } from '../http/send-cached-page.ts';
 import { Email, errors, IdParams, NullableString, Page, PageQuery, Password } from '../http/schemas.ts';
 
 const RoleName = Type.String({ pattern: '^[a-z][a-z0-9_-]{0,39}$' });
@@ -40,7 +41,14 @@ export function userRoutes(res: Resources) {
           response: { 200: Page(MemberSchema), ...errors(400, 401, 403) },
         },
       },
-      async (request) => listMembers(res, principalOf(request).tenantId, request.query),
+      async (request, reply) => {
+        // users:read was checked before the handler. Every principal allowed to read sees the same
+        // page, so the key is the tenant and the normalized query.
+        const { tenantId } = principalOf(request);
+        const q = request.query;
+        const key = `users?limit=${q.limit}&role=${q.role ?? ''}&cursor=${q.cursor ?? ''}`;
+        return sendCachedPage(res.pages, reply, tenantId, key, () => listMembers(res, tenantId, q));
+      },
     );
     app.post(
       '/users',

@@ -68,6 +68,10 @@ export class Authenticator {
   readonly #lastUsedWritten = new TtlCache<true>(60_000);
   /** Access tokens (the whole string) whose signature and claims were verified in the last second. */
   readonly #verified = new TtlCache<AccessClaims>(AUTH_CACHE_TTL_MS);
+  /** Loads in flight by cache key: concurrent misses of one credential read the database once. */
+  readonly #loading = new Map<string, { generation: number; value: Promise<unknown> }>();
+  /** Bumped by every invalidation: a load that began before one is neither joined nor cached. */
+  #generation = 0;
 
   constructor(db: Database, tokens: AccessTokens) {
     this.#db = db;
@@ -86,13 +90,32 @@ export class Authenticator {
       this.#verified.set(bearer, claims);
     }
     const cacheKey = `s:${claims.sessionId}:${claims.tenantId}:${claims.userId}`;
-    let principal = this.#cache.get(cacheKey);
-    if (!principal) {
-      principal = await this.#loadSession(claims.userId, claims.tenantId, claims.sessionId);
-      this.#cache.set(cacheKey, principal);
-    }
+    const { userId, tenantId, sessionId } = claims;
+    const principal = await this.#cached(cacheKey, () => this.#loadSession(userId, tenantId, sessionId));
     if (principal === 'invalid') throw unauthenticated('session is no longer valid');
     return principal;
+  }
+
+  /**
+   * The cached value, or the value of a load of the same key already in flight (begun after the
+   * last invalidation), or a new load, cached unless an invalidation happened while it ran.
+   */
+  async #cached<V extends Principal | 'invalid'>(cacheKey: string, load: () => Promise<V>): Promise<V> {
+    const hit = this.#cache.get(cacheKey) as V | undefined;
+    if (hit) return hit;
+    const generation = this.#generation;
+    const flying = this.#loading.get(cacheKey);
+    if (flying && flying.generation === generation) return flying.value as Promise<V>;
+    const value = load();
+    const entry = { generation, value };
+    this.#loading.set(cacheKey, entry);
+    try {
+      const loaded = await value;
+      if (this.#generation === generation) this.#cache.set(cacheKey, loaded);
+      return loaded;
+    } finally {
+      if (this.#loading.get(cacheKey) === entry) this.#loading.delete(cacheKey);
+    }
   }
 
   async #loadSession(userId: string, tenantId: string, sessionId: string): Promise<Principal | 'invalid'> {
@@ -150,11 +173,7 @@ export class Authenticator {
 
   async #apiKey(prefix: string, secret: string): Promise<Principal> {
     const cacheKey = `k:${prefix}`;
-    let entry = this.#cache.get(cacheKey) as (Principal & { hash?: Buffer }) | 'invalid' | undefined;
-    if (!entry) {
-      entry = await this.#loadKey(prefix);
-      this.#cache.set(cacheKey, entry);
-    }
+    const entry = await this.#cached(cacheKey, () => this.#loadKey(prefix));
     if (entry === 'invalid' || !entry.hash || !equalSecret(entry.hash, sha256(secret))) {
       throw unauthenticated('invalid API key');
     }
@@ -224,15 +243,18 @@ export class Authenticator {
   }
 
   invalidateSession(sessionId: string): void {
+    this.#generation++;
     this.#cache.deleteWhere((k) => k.startsWith(`s:${sessionId}:`));
   }
 
   invalidateApiKey(prefix: string): void {
+    this.#generation++;
     this.#cache.delete(`k:${prefix}`);
   }
 
   /** Drop everything cached for a tenant's users and keys (role or membership changes). */
   invalidateTenant(_tenantId: string): void {
+    this.#generation++;
     this.#cache.clear();
   }
 }
