@@ -3,7 +3,15 @@ import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
   {
-    ignores: ['node_modules/**', '.steward/**', 'dist/**', 'apps/web/dist/**', 'coverage/**', 'bench/out/**'],
+    ignores: [
+      'node_modules/**',
+      '.steward/**',
+      'dist/**',
+      'apps/web/dist/**',
+      'apps/server/dist/**',
+      'coverage/**',
+      'bench/out/**',
+    ],
   },
   js.configs.recommended,
   ...tseslint.configs.recommended,
@@ -35,6 +43,7 @@ export default tseslint.config(
       'bench/**',
       'apps/web/build/**',
       'packages/db/src/embedded-postgres.ts',
+      'bin/steward.js',
     ],
     rules: { 'no-restricted-syntax': 'off' },
   },

@@ -6,10 +6,10 @@ import { REDACT_PATHS } from './http/redact-paths.ts';
 import type { Config } from './config.ts';
 import { DEMO_SLUG, provisionDemo } from './demo.ts';
 import { openRuntime } from './runtime.ts';
-import { startWorker, type WorkerHandle } from './worker/worker-runner.ts';
-import { startWatchers, type WatchersHandle } from '@steward/core/watchers/watchers';
-import { startVault, type VaultHandle } from '@steward/core/vault/vault-service';
-import { startSiemForwarding, type SiemForwardingHandle } from '@steward/core/siem/siem-forwarding';
+import type { WorkerHandle } from './worker/worker-runner.ts';
+import type { WatchersHandle } from '@steward/core/watchers/watchers';
+import type { VaultHandle } from '@steward/core/vault/vault-service';
+import type { SiemForwardingHandle } from '@steward/core/siem/siem-forwarding';
 
 export type Role = 'all' | 'api' | 'worker';
 
@@ -83,6 +83,16 @@ export async function runServer(config: Config, role: Role): Promise<void> {
       }
     }
     if (role !== 'api') {
+      // Loaded only by processes that run workers (graphile-worker, pg, chokidar, mailparser, yaml…):
+      // `steward serve` stays smaller without them.
+      const [{ startWorker }, { startWatchers }, { startVault }, { startSiemForwarding }] = await Promise.all(
+        [
+          import('./worker/worker-runner.ts'),
+          import('@steward/core/watchers/watchers'),
+          import('@steward/core/vault/vault-service'),
+          import('@steward/core/siem/siem-forwarding'),
+        ],
+      );
       worker = await startWorker(res, {
         appUrl: runtime.appUrl,
         concurrency: config.workerConcurrency,

@@ -1,5 +1,3 @@
-import { simpleParser } from 'mailparser';
-
 /** What Steward keeps of an e-mail message: addresses, subject, text body; attachments by name and size only. */
 export interface ParsedMail {
   messageId: string | undefined;
@@ -16,6 +14,8 @@ const MAX_BODY = 200_000;
 
 /** Parse a raw RFC 5322 message (untrusted) with mailparser; HTML-only mail keeps its text. */
 export async function parseMail(source: Buffer): Promise<ParsedMail> {
+  // Loaded on the first message: only installations that read mail need mailparser.
+  const { simpleParser } = await import('mailparser');
   const mail = await simpleParser(source, { skipImageLinks: true, skipTextToHtml: true });
   const addresses = (v: unknown) =>
     ([] as { value: { address?: string }[] }[])

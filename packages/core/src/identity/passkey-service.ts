@@ -1,12 +1,8 @@
-import {
-  generateAuthenticationOptions,
-  generateRegistrationOptions,
-  verifyAuthenticationResponse,
-  verifyRegistrationResponse,
-  type AuthenticationResponseJSON,
-  type PublicKeyCredentialCreationOptionsJSON,
-  type PublicKeyCredentialRequestOptionsJSON,
-  type RegistrationResponseJSON,
+import type {
+  AuthenticationResponseJSON,
+  PublicKeyCredentialCreationOptionsJSON,
+  PublicKeyCredentialRequestOptionsJSON,
+  RegistrationResponseJSON,
 } from '@simplewebauthn/server';
 import type { Tx } from '@steward/db/database';
 import { PLATFORM_TENANT_ID } from '../audit/audit-log.ts';
@@ -14,6 +10,9 @@ import { invalid, notFound, unauthenticated } from '../errors/app-error.ts';
 import { auditActor, type Actor, type Resources } from '../resources.ts';
 import { sha256 } from '../shared/secrets.ts';
 import { issueSession, revokeUserSessions, type LoginResult, type RequestInfo } from './session-service.ts';
+
+/** @simplewebauthn/server (and its ASN.1 and CBOR libraries) loads on the first passkey ceremony. */
+const webauthn = () => import('@simplewebauthn/server');
 
 /**
  * Passkeys (WebAuthn) with @simplewebauthn/server: several per user, usable as the second factor of
@@ -113,7 +112,7 @@ export async function registrationOptionsFor(
   const existing = await tx<
     PasskeyRow[]
   >`select credential_id, transports from passkeys where user_id = ${userId}`;
-  return generateRegistrationOptions({
+  return (await webauthn()).generateRegistrationOptions({
     rpName: rp.rpName,
     rpID: rp.rpID,
     userName: user.email,
@@ -139,13 +138,17 @@ export async function storeRegistration(
   name: string | undefined,
 ): Promise<{ error: string } | { passkey: Passkey }> {
   const rp = relyingParty(res);
-  const verification = await verifyRegistrationResponse({
-    response,
-    expectedChallenge,
-    expectedOrigin: rp.origin,
-    expectedRPID: rp.rpID,
-    requireUserVerification: false,
-  }).catch(() => ({ verified: false as const }));
+  const verification = await (
+    await webauthn()
+  )
+    .verifyRegistrationResponse({
+      response,
+      expectedChallenge,
+      expectedOrigin: rp.origin,
+      expectedRPID: rp.rpID,
+      requireUserVerification: false,
+    })
+    .catch(() => ({ verified: false as const }));
   if (!verification.verified) return { error: 'body/response could not be verified' };
   const cred = verification.registrationInfo.credential;
   const [row] = await tx<PasskeyRow[]>`
@@ -261,7 +264,7 @@ export async function assertionOptionsFor(
     PasskeyRow[]
   >`select credential_id, transports from passkeys where user_id = ${userId}`;
   if (!keys.length) throw invalid('this account has no passkey');
-  return generateAuthenticationOptions({
+  return (await webauthn()).generateAuthenticationOptions({
     rpID: relyingParty(res).rpID,
     allowCredentials: keys.map((k) => ({ id: k.credential_id, transports: k.transports })),
     userVerification: 'preferred',
@@ -286,19 +289,23 @@ export async function verifyAssertion(
   >`select * from passkeys where credential_id = ${response.id} for update`;
   if (!key || (opts.userId && key.user_id !== opts.userId)) return undefined;
   const rp = relyingParty(res);
-  const result = await verifyAuthenticationResponse({
-    response,
-    expectedChallenge,
-    expectedOrigin: rp.origin,
-    expectedRPID: rp.rpID,
-    credential: {
-      id: key.credential_id,
-      publicKey: new Uint8Array(key.public_key),
-      counter: Number(key.counter),
-      transports: key.transports as never,
-    },
-    requireUserVerification: opts.requireUserVerification,
-  }).catch(() => undefined);
+  const result = await (
+    await webauthn()
+  )
+    .verifyAuthenticationResponse({
+      response,
+      expectedChallenge,
+      expectedOrigin: rp.origin,
+      expectedRPID: rp.rpID,
+      credential: {
+        id: key.credential_id,
+        publicKey: new Uint8Array(key.public_key),
+        counter: Number(key.counter),
+        transports: key.transports as never,
+      },
+      requireUserVerification: opts.requireUserVerification,
+    })
+    .catch(() => undefined);
   if (!result?.verified) return undefined;
   await tx`update passkeys set counter = ${result.authenticationInfo.newCounter}, last_used_at = now() where id = ${key.id}`;
   return { userId: key.user_id, passkeyId: key.id };
@@ -310,7 +317,9 @@ export async function passkeyLoginOptions(
   input: { tenant?: string | undefined },
 ): Promise<PublicKeyCredentialRequestOptionsJSON> {
   return res.db.withSystemAccess(async (tx) => {
-    const options = await generateAuthenticationOptions({
+    const options = await (
+      await webauthn()
+    ).generateAuthenticationOptions({
       rpID: relyingParty(res).rpID,
       userVerification: 'required',
       timeout: CHALLENGE_TTL_SECONDS * 1000,

@@ -1,10 +1,4 @@
-import {
-  DecryptCommand,
-  EncryptCommand,
-  KMSClient,
-  ReEncryptCommand,
-  type KMSClientConfig,
-} from '@aws-sdk/client-kms';
+import type { KMSClient, KMSClientConfig } from '@aws-sdk/client-kms';
 import { KeyUnwrapError, type KeyProvider, type KeyRef, type WrappedKey } from './key-provider.ts';
 import type { KeyRingStore } from './key-ring-store.ts';
 
@@ -29,19 +23,28 @@ export interface AwsKmsSettings {
 export class AwsKmsProvider implements KeyProvider {
   readonly name = 'aws-kms' as const;
   readonly #s: AwsKmsSettings;
-  readonly #client: KMSClient;
+  /** The AWS SDK loads on first use: most installations never configure KMS. */
+  #sdk: Promise<{ kms: typeof import('@aws-sdk/client-kms'); client: KMSClient }> | undefined;
   readonly #ring: KeyRingStore;
   #generation: number | undefined;
 
   constructor(settings: AwsKmsSettings, ring: KeyRingStore) {
     this.#s = settings;
     this.#ring = ring;
-    this.#client = new KMSClient({
-      region: settings.region,
-      ...(settings.endpoint ? { endpoint: settings.endpoint } : {}),
-      ...(settings.credentials ? { credentials: settings.credentials } : {}),
-      maxAttempts: 3,
-    });
+  }
+
+  #kms(): Promise<{ kms: typeof import('@aws-sdk/client-kms'); client: KMSClient }> {
+    const s = this.#s;
+    this.#sdk ??= import('@aws-sdk/client-kms').then((kms) => ({
+      kms,
+      client: new kms.KMSClient({
+        region: s.region,
+        ...(s.endpoint ? { endpoint: s.endpoint } : {}),
+        ...(s.credentials ? { credentials: s.credentials } : {}),
+        maxAttempts: 3,
+      }),
+    }));
+    return this.#sdk;
   }
 
   async current(): Promise<KeyRef> {
@@ -54,8 +57,9 @@ export class AwsKmsProvider implements KeyProvider {
 
   async wrap(plaintext: Buffer, aad: Buffer): Promise<WrappedKey> {
     const ref = await this.current();
-    const out = await this.#client.send(
-      new EncryptCommand({ KeyId: this.#s.keyId, Plaintext: plaintext, EncryptionContext: context(aad) }),
+    const { kms, client } = await this.#kms();
+    const out = await client.send(
+      new kms.EncryptCommand({ KeyId: this.#s.keyId, Plaintext: plaintext, EncryptionContext: context(aad) }),
     );
     if (!out.CiphertextBlob) throw new Error('KMS returned no ciphertext');
     return { ...ref, ciphertext: Buffer.from(out.CiphertextBlob), nonce: null };
@@ -63,9 +67,10 @@ export class AwsKmsProvider implements KeyProvider {
 
   async unwrap(wrapped: WrappedKey, aad: Buffer): Promise<Buffer> {
     if (wrapped.provider !== 'aws-kms') throw new KeyUnwrapError('not a KMS key');
+    const { kms, client } = await this.#kms();
     try {
-      const out = await this.#client.send(
-        new DecryptCommand({
+      const out = await client.send(
+        new kms.DecryptCommand({
           CiphertextBlob: wrapped.ciphertext,
           EncryptionContext: context(aad),
           KeyId: wrapped.keyId,
@@ -85,8 +90,9 @@ export class AwsKmsProvider implements KeyProvider {
 
   async rewrap(wrapped: WrappedKey, aad: Buffer): Promise<WrappedKey> {
     const ref = await this.current();
-    const out = await this.#client.send(
-      new ReEncryptCommand({
+    const { kms, client } = await this.#kms();
+    const out = await client.send(
+      new kms.ReEncryptCommand({
         CiphertextBlob: wrapped.ciphertext,
         SourceKeyId: wrapped.keyId,
         SourceEncryptionContext: context(aad),
@@ -119,7 +125,7 @@ export class AwsKmsProvider implements KeyProvider {
   }
 
   async close(): Promise<void> {
-    this.#client.destroy();
+    if (this.#sdk) (await this.#sdk).client.destroy();
   }
 
   toJSON(): string {

@@ -2,9 +2,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { LookupFunction } from 'node:net';
 import { Readable } from 'node:stream';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StdioClientTransport, getDefaultEnvironment } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import {
   AddressBlockedError,
@@ -127,8 +125,13 @@ export function guardedFetch(opts: McpNetworkOptions, tls: McpTls = {}): FetchLi
 
 const CONNECT_TIMEOUT_MS = 15_000;
 
-function transportFor(endpoint: McpEndpoint, net: McpNetworkOptions): Transport {
+/** The MCP SDK (and zod) loads when a tenant first talks to an MCP server. */
+let streamableHttp: typeof import('@modelcontextprotocol/sdk/client/streamableHttp.js') | undefined;
+
+async function transportFor(endpoint: McpEndpoint, net: McpNetworkOptions): Promise<Transport> {
   if (endpoint.transport === 'stdio') {
+    const { StdioClientTransport, getDefaultEnvironment } =
+      await import('@modelcontextprotocol/sdk/client/stdio.js');
     const [command, ...args] = endpoint.command ?? [];
     if (!command) throw new McpUnavailableError('MCP_MISCONFIGURED', 'the stdio server has no command');
     return new StdioClientTransport({
@@ -139,7 +142,8 @@ function transportFor(endpoint: McpEndpoint, net: McpNetworkOptions): Transport 
     });
   }
   if (!endpoint.url) throw new McpUnavailableError('MCP_MISCONFIGURED', 'the HTTP server has no URL');
-  return new StreamableHTTPClientTransport(new URL(endpoint.url), {
+  streamableHttp ??= await import('@modelcontextprotocol/sdk/client/streamableHttp.js');
+  return new streamableHttp.StreamableHTTPClientTransport(new URL(endpoint.url), {
     fetch: guardedFetch(net, endpoint.tls),
     requestInit: { headers: endpoint.secret, redirect: 'manual' },
   });
@@ -162,15 +166,21 @@ function translate(e: unknown, endpoint: McpEndpoint): McpUnavailableError {
   );
 }
 
+/** The SDK's HTTP transport error with this status (none can exist before the transport was loaded). */
+export function isStreamableHttpError(e: unknown, status: number): boolean {
+  return !!streamableHttp && e instanceof streamableHttp.StreamableHTTPError && e.code === status;
+}
+
 /** A connected client (the caller closes it); errors are McpUnavailableErrors. */
 export async function connectMcpClient(
   endpoint: McpEndpoint,
   net: McpNetworkOptions,
   signal?: AbortSignal,
 ): Promise<Client> {
+  const { Client } = await import('@modelcontextprotocol/sdk/client/index.js');
   const client = new Client({ name: 'steward', version: '0.1.0' });
   try {
-    const transport = transportFor(endpoint, net);
+    const transport = await transportFor(endpoint, net);
     await client.connect(transport, { timeout: CONNECT_TIMEOUT_MS, signal });
   } catch (e) {
     await client.close().catch(() => {});

@@ -1,7 +1,12 @@
 import { createHash } from 'node:crypto';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { connectMcpClient, withMcpClient, type McpEndpoint, type McpNetworkOptions } from './mcp-client.ts';
+import {
+  connectMcpClient,
+  isStreamableHttpError,
+  withMcpClient,
+  type McpEndpoint,
+  type McpNetworkOptions,
+} from './mcp-client.ts';
 
 /**
  * Open MCP connections, reused per (tenant, server) across tool calls and tool listings, so a stdio
@@ -65,7 +70,7 @@ export function endpointFingerprint(endpoint: McpEndpoint, net: McpNetworkOption
 
 /** An error that shows the request never reached the server, so repeating it is safe. */
 function notDelivered(e: unknown): boolean {
-  if (e instanceof StreamableHTTPError && e.code === 404) return true; // a session the server forgot
+  if (isStreamableHttpError(e, 404)) return true; // a session the server forgot
   return (e as Error)?.message === 'Not connected';
 }
 

@@ -1,4 +1,3 @@
-import webpush from 'web-push';
 import type { MasterKey } from '../crypto/master-key.ts';
 import type { PushSender } from './push-notifier.ts';
 import { vapidKeys } from './vapid.ts';
@@ -7,6 +6,9 @@ import { vapidKeys } from './vapid.ts';
 export function webPushSender(master: MasterKey, subject: string): PushSender {
   const keys = vapidKeys(master);
   const vapidDetails = { subject, publicKey: keys.publicKey, privateKey: keys.privateKey };
-  return (target, payload) =>
-    webpush.sendNotification(target, payload, { vapidDetails, TTL: 3600, timeout: 10_000 });
+  // web-push loads with the first notification: most servers never send one.
+  return async (target, payload) => {
+    const { default: webpush } = await import('web-push');
+    return webpush.sendNotification(target, payload, { vapidDetails, TTL: 3600, timeout: 10_000 });
+  };
 }

@@ -1,4 +1,3 @@
-import PDFDocument from 'pdfkit';
 import type { Report } from './report-data.ts';
 
 /**
@@ -14,7 +13,9 @@ function printable(value: unknown): string {
   return s.replace(/[^\x20-\x7e\u00a0-\u00ff]/g, '?');
 }
 
-export function renderPdf(report: Report): Promise<Buffer> {
+export async function renderPdf(report: Report): Promise<Buffer> {
+  // pdfkit (and its fonts) loads on the first report: ~6 MB of heap a server that never renders a PDF does not need.
+  const { default: PDFDocument } = await import('pdfkit');
   const doc = new PDFDocument({
     size: 'A4',
     layout: 'landscape',

@@ -6,8 +6,6 @@ import { normaliseEmail } from '../identity/user-service.ts';
 import { auditActor, type Actor, type Resources } from '../resources.ts';
 import { randomToken, sha256 } from '../shared/secrets.ts';
 import { findTenantBySlug } from '../tenants/tenant-service.ts';
-import { oidcFinish, oidcStart } from './oidc-flow.ts';
-import { newSamlRequestId, samlFinish, samlMetadata, samlStart } from './saml-flow.ts';
 import { resolveSsoConnection, type ResolvedSsoConnection } from './sso-connection-service.ts';
 import type { SsoIdentity } from './sso-identity.ts';
 
@@ -23,6 +21,10 @@ const EXCHANGE_TTL_SECONDS = 60;
 const EXCHANGE_PATTERN = /^ssx_([0-9a-f]{32})_([A-Za-z0-9]{43})$/;
 
 /** Our redirect URI / assertion consumer service URL for a connection. */
+/** The protocol libraries (openid-client; node-saml and xmldom) load on the first SSO sign-in. */
+const oidcFlow = () => import('./oidc-flow.ts');
+const samlFlow = () => import('./saml-flow.ts');
+
 export function ssoCallbackUrl(res: Resources, slug: string, connectionId: string): string {
   return `${res.tokens.issuer.replace(/\/+$/, '')}/api/v1/sso/${slug}/${connectionId}/callback`;
 }
@@ -49,10 +51,12 @@ export async function startSsoLogin(
   let redirectUrl: string;
   try {
     if (conn.protocol === 'oidc') {
+      const { oidcStart } = await oidcFlow();
       const s = await oidcStart(conn, callbackUrl, state);
       stored = { nonce: s.nonce, codeVerifier: s.codeVerifier, requestId: null };
       redirectUrl = s.url;
     } else {
+      const { newSamlRequestId, samlStart } = await samlFlow();
       const requestId = newSamlRequestId();
       redirectUrl = await samlStart(conn, callbackUrl, state, requestId);
       stored = { nonce: null, codeVerifier: null, requestId };
@@ -86,7 +90,7 @@ export async function ssoMetadata(res: Resources, slug: string, connectionId: st
     resolveSsoConnection(res, tx, tenantId, connectionId),
   );
   if (conn.protocol !== 'saml') throw notFound('SSO connection');
-  return samlMetadata(conn, ssoCallbackUrl(res, slug, connectionId));
+  return (await samlFlow()).samlMetadata(conn, ssoCallbackUrl(res, slug, connectionId));
 }
 
 interface StateRow {
@@ -136,6 +140,7 @@ export async function finishSsoLogin(
     if (!row) throw new SsoRefused('the sign-in state is unknown, expired or already used');
     let identity: SsoIdentity;
     if (c.protocol === 'oidc') {
+      const { oidcFinish } = await oidcFlow();
       identity = await protocolStep(() =>
         oidcFinish(c, callbackUrl, input.query, {
           state,
@@ -146,6 +151,7 @@ export async function finishSsoLogin(
     } else {
       const samlResponse = input.body.SAMLResponse;
       if (!samlResponse) throw new SsoRefused('the answer carries no SAMLResponse');
+      const { samlFinish } = await samlFlow();
       const result = await protocolStep(() =>
         samlFinish(c, callbackUrl, { SAMLResponse: samlResponse, RelayState: state }, row.request_id!),
       );

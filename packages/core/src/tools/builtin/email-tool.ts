@@ -1,6 +1,5 @@
 import { isIP } from 'node:net';
 import { Type } from '@sinclair/typebox';
-import nodemailer from 'nodemailer';
 import {
   ConnectionUnavailableError,
   EMAIL_PATTERN,
@@ -128,6 +127,7 @@ export function emailTool(opts: EmailToolOptions): Tool<EmailArgs> {
       const host = cfg.host.replace(/^\[|\]$/g, '');
       const seconds = (opts.timeoutSeconds ?? 30) * 1000;
       // Connect to the checked address; TLS still verifies the configured host name.
+      const { default: nodemailer } = await import('nodemailer');
       const transport = nodemailer.createTransport({
         host: address,
         port: cfg.port ?? (cfg.secure ? 465 : 587),
