@@ -1,16 +1,24 @@
-import { StrictMode } from 'react';
-import { createRoot } from 'react-dom/client';
 import { Session } from './auth/session.ts';
-import { App } from './ui/App.tsx';
+import { FirstLoad } from './state/first-load.ts';
 import './styles.css';
 
+performance.mark('steward:app-start');
+
+// This entry is small on purpose: it resumes the session (the token refresh) and asks for the first
+// screen's tasks while the browser is still loading and compiling the app itself (React and the
+// screens), a separate chunk that index.html preloads (build/preload-app-plugin.ts).
 const session = new Session(window.localStorage);
-createRoot(document.getElementById('root')!).render(
-  <StrictMode>
-    <App session={session} />
-  </StrictMode>,
-);
+const firstLoad = new FirstLoad(session);
 void session.start();
+
+const root = document.getElementById('root')!;
+import('./ui/mount.tsx').then(
+  ({ mount }) => mount(root, session, firstLoad),
+  () => {
+    root.innerHTML =
+      '<main class="center" role="alert"><p>Steward could not be loaded. Check the connection and reload the page.</p></main>';
+  },
+);
 
 if ('serviceWorker' in navigator && import.meta.env.PROD) {
   const register = () =>
