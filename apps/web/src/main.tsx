@@ -18,10 +18,13 @@ const session = new Session(window.localStorage, {
 const firstLoad = new FirstLoad(session);
 const started = session.start();
 
-// Evaluating the app takes the main thread for a while: start it once the refresh is on its way
-// (or at once when there is nothing to refresh), not before.
+// Evaluating the app takes the main thread for a while (~0.1-0.3 s): start it once the refresh has
+// been answered and the board's tasks asked for (or at once when there is nothing to refresh), so
+// that it runs while the tasks are on their way instead of holding up the refresh's answer; at most
+// 300 ms after the refresh was sent, so that a slow answer does not hold up the loading screen.
 const root = document.getElementById('root')!;
-void Promise.race([firstRequest, started.catch(() => {})])
+const settled = started.catch(() => {});
+void Promise.race([settled, firstRequest.then(() => new Promise((resolve) => setTimeout(resolve, 300)))])
   .then(() => import('./ui/mount.tsx'))
   .then(
     ({ mount }) => mount(root, session, firstLoad),
