@@ -1,9 +1,17 @@
-import { useEffect, useState, useSyncExternalStore } from 'react';
+import { lazy, Suspense, useEffect, useState, useSyncExternalStore } from 'react';
 import type { Session } from '../auth/session.ts';
-import { AcceptInvite } from './AcceptInvite.tsx';
+import type { FirstLoad } from '../state/first-load.ts';
 import { Dashboard } from './Dashboard.tsx';
 import { inviteTokenFrom } from './router.ts';
 import { SignIn } from './SignIn.tsx';
+
+const AcceptInvite = lazy(() => import('./AcceptInvite.tsx').then((m) => ({ default: m.AcceptInvite })));
+
+const loading = (
+  <main className="center" aria-busy="true">
+    <p>Loading Steward…</p>
+  </main>
+);
 
 function useHash(): string {
   const [hash, setHash] = useState(window.location.hash);
@@ -19,19 +27,17 @@ function useHash(): string {
   return hash;
 }
 
-export function App({ session }: { session: Session }) {
+export function App({ session, firstLoad }: { session: Session; firstLoad?: FirstLoad }) {
   const state = useSyncExternalStore(session.subscribe, session.getSnapshot);
   const invite = inviteTokenFrom(useHash());
-  if (state.status === 'starting') {
-    return (
-      <main className="center" aria-busy="true">
-        <p>Loading Steward…</p>
-      </main>
-    );
-  }
+  if (state.status === 'starting') return loading;
   if (state.status === 'mfa') return <SignIn session={session} state={state} />;
   if (invite && state.status !== 'offline')
-    return <AcceptInvite session={session} state={state} token={invite} />;
+    return (
+      <Suspense fallback={loading}>
+        <AcceptInvite session={session} state={state} token={invite} />
+      </Suspense>
+    );
   if (state.status === 'signed-out') return <SignIn session={session} state={state} />;
-  return <Dashboard key={state.tenant.id} session={session} state={state} />;
+  return <Dashboard key={state.tenant.id} session={session} state={state} firstLoad={firstLoad} />;
 }

@@ -1,21 +1,29 @@
-import { useCallback, useEffect, useMemo, useReducer, useRef, useState } from 'react';
+import { lazy, Suspense, useCallback, useEffect, useMemo, useReducer, useRef, useState } from 'react';
 import { ApiError, NetworkError } from '../api/api-client.ts';
-import type { Approval, Change, TenantInfo } from '../api/types.ts';
+import type { Approval, Change, Page, TaskSummary, TenantInfo } from '../api/types.ts';
 import type { Session, SessionState } from '../auth/session.ts';
 import { openLiveStream, type LiveStatus } from '../live/live-stream.ts';
 import { idbQueueStore, snapshots } from '../offline/idb.ts';
 import { flushQueue, type FlushOutcome, type QueuedDecision } from '../offline/offline-queue.ts';
 import { actionLabel } from '../state/describe-action.ts';
+import { BOARD_PAGE_SIZE, type FirstLoad } from '../state/first-load.ts';
 import { initialTasks, tasksReducer } from '../state/tasks-state.ts';
-import { Admin } from './Admin.tsx';
-import { Approvals } from './Approvals.tsx';
-import { AuditView } from './AuditView.tsx';
 import { DashboardContext, type DashboardData, type DecideResult } from './dashboard-context.ts';
 import { Overview } from './Overview.tsx';
 import { onLinkClick, useRoute } from './router.ts';
-import { TaskDetailView } from './TaskDetail.tsx';
 
-type Props = { session: Session; state: Extract<SessionState, { status: 'signed-in' | 'offline' }> };
+// Screens other than the overview load when first shown (the overview is what a cold start needs).
+const Admin = lazy(() => import('./Admin.tsx').then((m) => ({ default: m.Admin })));
+const Approvals = lazy(() => import('./Approvals.tsx').then((m) => ({ default: m.Approvals })));
+const AuditView = lazy(() => import('./AuditView.tsx').then((m) => ({ default: m.AuditView })));
+const TaskDetailView = lazy(() => import('./TaskDetail.tsx').then((m) => ({ default: m.TaskDetailView })));
+
+type Props = {
+  session: Session;
+  state: Extract<SessionState, { status: 'signed-in' | 'offline' }>;
+  /** The task list asked for while the app loaded (taken once, for this tenant). */
+  firstLoad?: FirstLoad | undefined;
+};
 
 const LIVE_LABEL: Record<LiveStatus, string> = {
   connecting: 'Connecting…',
@@ -24,7 +32,7 @@ const LIVE_LABEL: Record<LiveStatus, string> = {
   offline: 'Offline',
 };
 
-export function Dashboard({ session, state }: Props) {
+export function Dashboard({ session, state, firstLoad }: Props) {
   const api = session.api;
   const tenantId = state.tenant.id;
   const offline = state.status === 'offline';
@@ -56,18 +64,24 @@ export function Dashboard({ session, state }: Props) {
     }
   }, [api, tenantId]);
 
+  const loadTasks = useCallback(
+    async (prefetched?: Promise<Page<TaskSummary>>) => {
+      try {
+        const page = await (prefetched ?? api.tasks({ limit: BOARD_PAGE_SIZE }));
+        dispatch({ type: 'loaded', items: page.items, at: Date.now() });
+        setSavedAt(null);
+        void snapshots.put(tenantId, 'tasks', page.items).catch(() => {});
+      } catch (error) {
+        if (!(error instanceof NetworkError)) setLoadError((error as Error).message);
+      }
+    },
+    [api, tenantId],
+  );
+
   const loadAll = useCallback(async () => {
     setLoadError(undefined);
-    try {
-      const page = await api.tasks({ limit: 200 });
-      dispatch({ type: 'loaded', items: page.items, at: Date.now() });
-      setSavedAt(null);
-      void snapshots.put(tenantId, 'tasks', page.items).catch(() => {});
-    } catch (error) {
-      if (!(error instanceof NetworkError)) setLoadError((error as Error).message);
-    }
-    await loadApprovals();
-  }, [api, tenantId, loadApprovals]);
+    await Promise.all([loadTasks(), loadApprovals()]);
+  }, [loadTasks, loadApprovals]);
 
   // Offline: the saved data of this tenant.
   useEffect(() => {
@@ -95,11 +109,15 @@ export function Dashboard({ session, state }: Props) {
     };
   }, [offline, tenantId, session, refreshQueue]);
 
-  // Online: send what was queued, load, then follow the live stream.
+  // Online: load the board at once (the list the entry module asked for, if any), send what was
+  // queued offline and then load the approvals, and follow the live stream. A list is a snapshot:
+  // changes made before the stream is connected are not in it, so every (re)connection reloads.
   useEffect(() => {
     if (offline) return;
     let stop = () => {};
     let cancelled = false;
+    setLoadError(undefined);
+    const tasksLoaded = loadTasks(firstLoad?.takeTasks(tenantId));
     void (async () => {
       const results = await flushQueue(idbQueueStore, tenantId, (item) =>
         api.decide(item.approvalId, item.decision, item.comment),
@@ -107,7 +125,7 @@ export function Dashboard({ session, state }: Props) {
       if (cancelled) return;
       if (results.some((r) => r.result !== 'kept')) setOutcomes(results.filter((r) => r.result !== 'kept'));
       await refreshQueue();
-      await loadAll();
+      await Promise.all([loadApprovals(), tasksLoaded]);
       if (cancelled) return;
       const pending = new Map<string, ReturnType<typeof setTimeout>>();
       let approvalsTimer: ReturnType<typeof setTimeout> | undefined;
@@ -134,6 +152,8 @@ export function Dashboard({ session, state }: Props) {
         },
         (s) => {
           setLive(s);
+          // What changed between the list's read and this connection is in no event: read again.
+          if (s === 'live') void loadAll();
           if (s === 'reconnecting' || s === 'offline') void session.renew();
         },
       );
@@ -146,7 +166,7 @@ export function Dashboard({ session, state }: Props) {
       cancelled = true;
       stop();
     };
-  }, [offline, tenantId, api, session, loadAll, loadApprovals, refreshQueue]);
+  }, [offline, tenantId, api, session, firstLoad, loadTasks, loadAll, loadApprovals, refreshQueue]);
 
   const decide = useCallback(
     async (approval: Approval, decision: 'approve' | 'reject', comment?: string): Promise<DecideResult> => {
@@ -346,10 +366,12 @@ export function Dashboard({ session, state }: Props) {
       )}
       <main id="main">
         {route.name === 'overview' && <Overview />}
-        {route.name === 'approvals' && <Approvals />}
-        {route.name === 'audit' && <AuditView />}
-        {route.name === 'admin' && <Admin />}
-        {route.name === 'task' && <TaskDetailView id={route.id} />}
+        <Suspense fallback={<p aria-busy="true">Loading…</p>}>
+          {route.name === 'approvals' && <Approvals />}
+          {route.name === 'audit' && <AuditView />}
+          {route.name === 'admin' && <Admin />}
+          {route.name === 'task' && <TaskDetailView id={route.id} />}
+        </Suspense>
         {route.name === 'not-found' && (
           <section className="empty">
             <h1>Not found</h1>
