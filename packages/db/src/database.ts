@@ -150,7 +150,7 @@ export function createDatabase(options: DatabaseOptions): Database {
         } else {
           await conn.unsafe('commit');
         }
-        if (w && watched) {
+        if (watched) {
           const value = (await watched)[0]?.v;
           if (value) w.listener(value);
         }

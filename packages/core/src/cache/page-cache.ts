@@ -216,16 +216,7 @@ export class PageCache {
       return;
     }
     this.invalidatedAt.set(tenantId, ++this.seq);
-    const keys = this.byTenant.get(tenantId);
-    if (!keys) return;
-    for (const k of keys) {
-      const e = this.entries.get(k);
-      if (e) {
-        this.entries.delete(k);
-        this.bytes -= e.body.length;
-      }
-    }
-    this.byTenant.delete(tenantId);
+    for (const k of this.byTenant.get(tenantId) ?? []) this.remove(k, this.entries.get(k)!);
   }
 
   /** Drop everything, and refuse every build in flight. */

@@ -138,17 +138,14 @@ export async function storeRegistration(
   name: string | undefined,
 ): Promise<{ error: string } | { passkey: Passkey }> {
   const rp = relyingParty(res);
-  const verification = await (
-    await webauthn()
-  )
-    .verifyRegistrationResponse({
-      response,
-      expectedChallenge,
-      expectedOrigin: rp.origin,
-      expectedRPID: rp.rpID,
-      requireUserVerification: false,
-    })
-    .catch(() => ({ verified: false as const }));
+  const { verifyRegistrationResponse } = await webauthn();
+  const verification = await verifyRegistrationResponse({
+    response,
+    expectedChallenge,
+    expectedOrigin: rp.origin,
+    expectedRPID: rp.rpID,
+    requireUserVerification: false,
+  }).catch(() => ({ verified: false as const }));
   if (!verification.verified) return { error: 'body/response could not be verified' };
   const cred = verification.registrationInfo.credential;
   const [row] = await tx<PasskeyRow[]>`
@@ -289,23 +286,20 @@ export async function verifyAssertion(
   >`select * from passkeys where credential_id = ${response.id} for update`;
   if (!key || (opts.userId && key.user_id !== opts.userId)) return undefined;
   const rp = relyingParty(res);
-  const result = await (
-    await webauthn()
-  )
-    .verifyAuthenticationResponse({
-      response,
-      expectedChallenge,
-      expectedOrigin: rp.origin,
-      expectedRPID: rp.rpID,
-      credential: {
-        id: key.credential_id,
-        publicKey: new Uint8Array(key.public_key),
-        counter: Number(key.counter),
-        transports: key.transports as never,
-      },
-      requireUserVerification: opts.requireUserVerification,
-    })
-    .catch(() => undefined);
+  const { verifyAuthenticationResponse } = await webauthn();
+  const result = await verifyAuthenticationResponse({
+    response,
+    expectedChallenge,
+    expectedOrigin: rp.origin,
+    expectedRPID: rp.rpID,
+    credential: {
+      id: key.credential_id,
+      publicKey: new Uint8Array(key.public_key),
+      counter: Number(key.counter),
+      transports: key.transports as never,
+    },
+    requireUserVerification: opts.requireUserVerification,
+  }).catch(() => undefined);
   if (!result?.verified) return undefined;
   await tx`update passkeys set counter = ${result.authenticationInfo.newCounter}, last_used_at = now() where id = ${key.id}`;
   return { userId: key.user_id, passkeyId: key.id };
@@ -317,9 +311,8 @@ export async function passkeyLoginOptions(
   input: { tenant?: string | undefined },
 ): Promise<PublicKeyCredentialRequestOptionsJSON> {
   return res.db.withSystemAccess(async (tx) => {
-    const options = await (
-      await webauthn()
-    ).generateAuthenticationOptions({
+    const { generateAuthenticationOptions } = await webauthn();
+    const options = await generateAuthenticationOptions({
       rpID: relyingParty(res).rpID,
       userVerification: 'required',
       timeout: CHALLENGE_TTL_SECONDS * 1000,
