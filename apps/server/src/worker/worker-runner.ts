@@ -1,7 +1,8 @@
 import { expireApproval } from '@steward/core/approvals/approval-service';
-import type { JobPayloads } from '@steward/core/executor/job-queue';
+import { PLAN_BATCH, type JobPayloads } from '@steward/core/executor/job-queue';
 import { reapStep, runStep } from '@steward/core/executor/run-step';
 import { planTask } from '@steward/core/planner/plan-task';
+import { planTasks } from '@steward/core/planner/plan-tasks';
 import { runWeeklyBriefing } from '@steward/core/vault/briefing';
 import { runExport } from '@steward/core/privacy/export-service';
 import { purgeAllTenants } from '@steward/core/privacy/retention-service';
@@ -29,11 +30,15 @@ export interface WorkerHandle {
   stop(): Promise<void>;
 }
 
+/** A payload value: a uuid, or a short non-empty list of uuids (a batch). */
+const idsOnly = (v: unknown) =>
+  isUuid(v) || (Array.isArray(v) && v.length > 0 && v.length <= PLAN_BATCH && v.every(isUuid));
+
 /** Each job's payload must name a tenant and uuids only; anything else is dropped, not retried. */
 function handler<N extends keyof JobPayloads>(fn: (p: JobPayloads[N]) => Promise<void>): Task {
   return async (payload, helpers) => {
     const p = payload as Record<string, unknown>;
-    if (!p || typeof p !== 'object' || !Object.values(p).every(isUuid)) {
+    if (!p || typeof p !== 'object' || !isUuid(p.tenantId) || !Object.values(p).every(idsOnly)) {
       helpers.logger.error(`dropped a ${helpers.job.task_identifier} job with a malformed payload`);
       return;
     }
@@ -78,6 +83,7 @@ export async function startWorker(res: Resources, opts: WorkerOptions): Promise<
     crontab: '30 3 * * * retention-purge',
     taskList: {
       'plan-task': handler<'plan-task'>((p) => planTask(res, p.tenantId, p.taskId)),
+      'plan-tasks': handler<'plan-tasks'>((p) => planTasks(res, p.tenantId, p.taskIds)),
       'run-step': handler<'run-step'>((p) => runStep(res, p.tenantId, p.stepId)),
       'reap-step': handler<'reap-step'>((p) => reapStep(res, p.tenantId, p.stepId)),
       'expire-approval': handler<'expire-approval'>((p) => expireApproval(res, p.tenantId, p.approvalId)),

@@ -1,8 +1,13 @@
 import type { Tx } from '@steward/db/database';
 
+/** Most tasks one `plan-tasks` job plans: the intake's largest batch. */
+export const PLAN_BATCH = 100;
+
 /** Jobs carry ids only, never secrets or personal data; handlers open withTenant themselves. */
 export interface JobPayloads {
   'plan-task': { tenantId: string; taskId: string };
+  /** The new tasks of one intake batch (at most PLAN_BATCH), planned together. */
+  'plan-tasks': { tenantId: string; taskIds: string[] };
   'run-step': { tenantId: string; stepId: string };
   'reap-step': { tenantId: string; stepId: string };
   'expire-approval': { tenantId: string; approvalId: string };

@@ -69,6 +69,14 @@ async function wakeThrottled(tx: Tx, tenantId: string, reaper?: string): Promise
 type Claim = { kind: 'skip' } | ({ kind: 'run' } & TakenStep);
 
 /**
+ * The tenant's free step slots, counted once per transaction when many steps are taken in it (a
+ * batch of tasks planned together), instead of once per step.
+ */
+export interface StepBudget {
+  free?: number;
+}
+
+/**
  * Take the lease of a `ready` step in the caller's transaction (the task row locked): the tenant's
  * concurrency limit, then `running` with a lease, the approval consumed, the reaper's job, the audit
  * entry. At the limit the step stays `ready` and its `run-step` job is queued again: false.
@@ -80,15 +88,19 @@ async function take(
   task: TaskRow,
   settings: Record<string, unknown>,
   approval: ApprovalRow | undefined,
+  budget: StepBudget = {},
 ): Promise<boolean> {
   const tenantId = step.tenant_id;
   const stepId = step.id;
-  const limit =
-    Number((settings as { maxConcurrentSteps?: unknown }).maxConcurrentSteps) ||
-    res.executor.tenantConcurrency;
-  const [{ n } = { n: '0' }] = await tx<{ n: string }[]>`
-    select count(*) as n from steps where tenant_id = ${tenantId} and status = 'running' and lease_expires_at > now()`;
-  if (Number(n) >= limit) {
+  if (budget.free === undefined) {
+    const limit =
+      Number((settings as { maxConcurrentSteps?: unknown }).maxConcurrentSteps) ||
+      res.executor.tenantConcurrency;
+    const [{ n } = { n: '0' }] = await tx<{ n: string }[]>`
+      select count(*) as n from steps where tenant_id = ${tenantId} and status = 'running' and lease_expires_at > now()`;
+    budget.free = limit - Number(n);
+  }
+  if (budget.free <= 0) {
     // Fairness: this tenant is at its limit. The step waits in line (throttled_at) without holding a
     // worker: the next step of the tenant to leave `running` wakes it (wakeThrottled); the job queued
     // here is only the backstop for a wake-up missed by a race.
@@ -102,6 +114,7 @@ async function take(
     );
     return false;
   }
+  budget.free -= 1;
   const lease = new Date(Date.now() + res.executor.leaseSeconds * 1000);
   await tx`update steps set status = 'running', attempts = attempts + 1, lease_expires_at = ${lease},
              throttled_at = null, started_at = coalesce(started_at, now()), updated_at = now()
@@ -151,6 +164,7 @@ export async function takeReadySteps(
   ready: StepRow[],
   tools: ReadonlyMap<string, Tool>,
   tenant: { slug: string; settings: Record<string, unknown> },
+  budget: StepBudget = {},
 ): Promise<TakenStep[]> {
   const taken: TakenStep[] = [];
   for (const step of ready) {
@@ -164,7 +178,7 @@ export async function takeReadySteps(
       );
       continue;
     }
-    if (await take(res, tx, step, task, tenant.settings, undefined))
+    if (await take(res, tx, step, task, tenant.settings, undefined, budget))
       taken.push({ step, tool, tenantSlug: tenant.slug });
   }
   return taken;
@@ -316,6 +330,23 @@ export async function runStep(res: Resources, tenantId: string, stepId: string):
 
 /** Run a step this worker took the lease of, and store its outcome (see runStep). */
 export async function executeStep(res: Resources, taken: TakenStep): Promise<void> {
+  const outcome = await callTool(res, taken);
+  await res.db.withTenant(taken.step.tenant_id, (tx) => storeOutcome(res, tx, outcome));
+}
+
+/** What a step's tool call came to: its result, or the error to store (safe to show). */
+export interface StepOutcome {
+  taken: TakenStep;
+  result: Record<string, unknown> | null;
+  error: { code: string; message: string; retryable: boolean } | null;
+}
+
+/**
+ * Call the tool of a step this worker holds the lease of, with the step's idempotency key; the
+ * lease is renewed while the call runs, and a cancel aborts it. Never throws: a failure is the
+ * outcome's error.
+ */
+export async function callTool(res: Resources, taken: TakenStep): Promise<StepOutcome> {
   const { step, tool, tenantSlug } = taken;
   const tenantId = step.tenant_id;
   const stepId = step.id;
@@ -335,10 +366,8 @@ export async function executeStep(res: Resources, taken: TakenStep): Promise<voi
     (res.executor.leaseSeconds * 1000) / 3,
   );
   heartbeat.unref();
-  let result: Record<string, unknown> | null = null;
-  let error: { code: string; message: string; retryable: boolean } | null = null;
   try {
-    result = await tool.execute(
+    const result = await tool.execute(
       {
         tenantId,
         tenantSlug,
@@ -349,44 +378,59 @@ export async function executeStep(res: Resources, taken: TakenStep): Promise<voi
       },
       step.args,
     );
+    return { taken, result, error: null };
   } catch (e) {
-    error = errorInfo(
+    const error = errorInfo(
       controller.signal.aborted ? Object.assign(new Error('aborted'), { name: 'AbortError' }) : e,
     );
+    return { taken, result: null, error };
   } finally {
     clearInterval(heartbeat);
     res.executor.running.delete(step.id);
   }
-  await res.db.withTenant(tenantId, async (tx) => {
-    const task = await lockTaskOfStep(tx, tenantId, stepId);
-    const [current] = await tx<
-      StepRow[]
-    >`select * from steps where tenant_id = ${tenantId} and id = ${stepId} for update`;
-    // Another worker took over after our lease ran out and already finished: keep its outcome.
-    if (!current || !task || current.status !== 'running') return;
-    // The step leaves `running` below in every branch: its reaper job has nothing left to do, and
-    // its slot goes to the tenant's longest-waiting step.
-    // (A plain delete, not remove_job: that one NOTIFYs every worker of a job that is gone.)
-    await wakeThrottled(tx, tenantId, reaperKey(stepId, current.attempts));
-    current.attempts = Math.max(current.attempts, step.attempts);
-    if (!error) {
-      await rememberRecipients(tx, tenantId, tool, current.args);
-      return finish(res, tx, current, 'succeeded', result, null, task);
-    }
-    if (task.cancel_requested) {
-      await tx`update steps set status = 'cancelled', error = ${tx.json(error as never)}, lease_expires_at = null,
-                 finished_at = now(), updated_at = now() where tenant_id = ${tenantId} and id = ${stepId}`;
-      return;
-    }
-    if (error.retryable && current.retryable && current.attempts < current.max_attempts) {
-      const runAt = new Date(Date.now() + backoffMs(current.attempts));
-      await tx`update steps set status = 'ready', error = ${tx.json(error as never)}, lease_expires_at = null,
-                 next_attempt_at = ${runAt}, updated_at = now() where tenant_id = ${tenantId} and id = ${stepId}`;
-      await enqueue(tx, 'run-step', { tenantId, stepId }, { jobKey: `step:${stepId}`, runAt });
-      return;
-    }
-    return finish(res, tx, current, 'dead', null, error, task);
-  });
+}
+
+/**
+ * Store a step's outcome in the caller's transaction: succeeded (and the task moves on), tried again
+ * later, cancelled, or a dead letter. `locked`: the step's task row, if the caller locked it already.
+ */
+export async function storeOutcome(
+  res: Resources,
+  tx: Tx,
+  { taken, result, error }: StepOutcome,
+  locked?: TaskRow,
+): Promise<void> {
+  const { step, tool } = taken;
+  const tenantId = step.tenant_id;
+  const stepId = step.id;
+  const task = locked ?? (await lockTaskOfStep(tx, tenantId, stepId));
+  const [current] = await tx<
+    StepRow[]
+  >`select * from steps where tenant_id = ${tenantId} and id = ${stepId} for update`;
+  // Another worker took over after our lease ran out and already finished: keep its outcome.
+  if (!current || !task || current.status !== 'running') return;
+  // The step leaves `running` below in every branch: its reaper job has nothing left to do, and
+  // its slot goes to the tenant's longest-waiting step.
+  // (A plain delete, not remove_job: that one NOTIFYs every worker of a job that is gone.)
+  await wakeThrottled(tx, tenantId, reaperKey(stepId, current.attempts));
+  current.attempts = Math.max(current.attempts, step.attempts);
+  if (!error) {
+    await rememberRecipients(tx, tenantId, tool, current.args);
+    return finish(res, tx, current, 'succeeded', result, null, task);
+  }
+  if (task.cancel_requested) {
+    await tx`update steps set status = 'cancelled', error = ${tx.json(error as never)}, lease_expires_at = null,
+               finished_at = now(), updated_at = now() where tenant_id = ${tenantId} and id = ${stepId}`;
+    return;
+  }
+  if (error.retryable && current.retryable && current.attempts < current.max_attempts) {
+    const runAt = new Date(Date.now() + backoffMs(current.attempts));
+    await tx`update steps set status = 'ready', error = ${tx.json(error as never)}, lease_expires_at = null,
+               next_attempt_at = ${runAt}, updated_at = now() where tenant_id = ${tenantId} and id = ${stepId}`;
+    await enqueue(tx, 'run-step', { tenantId, stepId }, { jobKey: `step:${stepId}`, runAt });
+    return;
+  }
+  return finish(res, tx, current, 'dead', null, error, task);
 }
 
 async function rememberRecipients(

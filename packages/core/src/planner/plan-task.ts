@@ -4,7 +4,8 @@ import { actionHash } from '../approvals/action-hash.ts';
 import { decideStep, policyFromSettings } from '../approvals/approval-policy.ts';
 import { advance } from '../executor/advance.ts';
 import { enqueue } from '../executor/job-queue.ts';
-import { executeStep, takeReadySteps, type TakenStep } from '../executor/run-step.ts';
+import { takeReadySteps, type StepBudget, type TakenStep } from '../executor/run-step.ts';
+import { executeSteps } from '../executor/execute-steps.ts';
 import { auditActor, SYSTEM_ACTOR, type Resources } from '../resources.ts';
 import type { StepRow, TaskRow } from '../tasks/task-types.ts';
 import type { Tool } from '../tools/tool.ts';
@@ -16,7 +17,8 @@ import { llmConfigured } from './llm/llm-settings.ts';
 import { toolsForTenant } from '../mcp/mcp-service.ts';
 import { recordUsage } from './llm/llm-usage.ts';
 
-interface EventRow {
+export interface EventRow {
+  task_id: string;
   external_id: string | null;
   source: string;
   type: string;
@@ -44,6 +46,75 @@ async function needsAction(
   });
 }
 
+/** What planning needs of the tenant, read once per transaction (and once per batch of tasks). */
+export interface PlanContext {
+  slug: string;
+  settings: Record<string, unknown>;
+  tools: Map<string, Tool>;
+  playbooks: Playbook[];
+}
+
+export async function loadPlanContext(res: Resources, tx: Tx, tenantId: string): Promise<PlanContext> {
+  const [tenant] = await tx<{ slug: string; settings: Record<string, unknown> }[]>`
+    select slug, settings from tenants where id = ${tenantId}`;
+  const settings = tenant?.settings ?? {};
+  const tools = await toolsForTenant(res, tx, tenantId, settings);
+  const playbooks = await tx<(Omit<Playbook, 'when'> & { conditions: Playbook['when'] })[]>`
+    select id, name, enabled, priority, conditions, steps from playbooks where tenant_id = ${tenantId} and enabled`;
+  return {
+    slug: tenant?.slug ?? '',
+    settings,
+    tools,
+    playbooks: playbooks.map((p) => ({ ...p, when: p.conditions })),
+  };
+}
+
+/** The task's event as the planner and its templates see it. */
+export const viewOf = (event: EventRow) =>
+  eventView({ ...event, from: event.sender, externalId: event.external_id });
+
+/**
+ * Plan one task from the tenant's playbooks inside the caller's transaction (the task row locked
+ * and in `needs_action`): store the plan and take its first steps (returned, for the caller to run
+ * after the commit), or send the task back to a person with the reason. `'model'` when no playbook
+ * matched and the tenant plans with a model (the caller does that outside the transaction).
+ */
+export async function planWithPlaybooks(
+  res: Resources,
+  tx: Tx,
+  task: TaskRow,
+  event: EventRow | undefined,
+  ctx: PlanContext,
+  opts: { llm: boolean; budget?: StepBudget },
+): Promise<TakenStep[] | 'model'> {
+  const tenantId = task.tenant_id;
+  if (!event) {
+    await needsAction(res, tx, tenantId, task.id, 'the task has no event to plan from');
+    return [];
+  }
+  const found = planFromPlaybooks(ctx.playbooks, viewOf(event));
+  if (!found) {
+    if (opts.llm && ctx.slug) return 'model';
+    await needsAction(
+      res,
+      tx,
+      tenantId,
+      task.id,
+      'no playbook matched this event; a person should look at it',
+    );
+    return [];
+  }
+  const problems = validateDraft(found.draft, ctx.tools);
+  if (problems.length) {
+    await needsAction(res, tx, tenantId, task.id, `the plan is invalid: ${problems.join('; ')}`);
+    return [];
+  }
+  return storePlan(res, tx, task, found.draft, ctx.tools, ctx.settings, `playbook:${found.playbook.name}`, {
+    slug: ctx.slug,
+    ...(opts.budget ? { budget: opts.budget } : {}),
+  });
+}
+
 /** What tx1 hands to the model when no playbook matched: nothing here holds a lock. */
 interface ModelJob {
   slug: string;
@@ -67,43 +138,13 @@ export async function planTask(res: Resources, tenantId: string, taskId: string)
     const [event] = await tx<
       EventRow[]
     >`select * from events where tenant_id = ${tenantId} and task_id = ${taskId}`;
-    if (!event) {
-      await needsAction(res, tx, tenantId, taskId, 'the task has no event to plan from');
-      return;
-    }
-    const [tenant] = await tx<{ slug: string; settings: Record<string, unknown> }[]>`
-      select slug, settings from tenants where id = ${tenantId}`;
-    const settings = tenant?.settings ?? {};
-    const tools = await toolsForTenant(res, tx, tenantId, settings);
-    const playbooks = await tx<(Omit<Playbook, 'when'> & { conditions: Playbook['when'] })[]>`
-      select id, name, enabled, priority, conditions, steps from playbooks where tenant_id = ${tenantId} and enabled`;
-    const view = eventView({ ...event, from: event.sender, externalId: event.external_id });
-    const found = planFromPlaybooks(
-      playbooks.map((p) => ({ ...p, when: p.conditions })),
-      view,
-    );
-    if (!found) {
-      if (llm && tenant) return { slug: tenant.slug, tools, view };
-      await needsAction(
-        res,
-        tx,
-        tenantId,
-        taskId,
-        'no playbook matched this event; a person should look at it',
-      );
-      return;
-    }
-    const problems = validateDraft(found.draft, tools);
-    if (problems.length) {
-      await needsAction(res, tx, tenantId, taskId, `the plan is invalid: ${problems.join('; ')}`);
-      return;
-    }
-    return storePlan(res, tx, task, found.draft, tools, settings, `playbook:${found.playbook.name}`, {
-      slug: tenant!.slug,
-    });
+    const ctx = await loadPlanContext(res, tx, tenantId);
+    const planned = await planWithPlaybooks(res, tx, task, event, ctx, { llm: !!llm });
+    if (planned !== 'model') return planned;
+    return { slug: ctx.slug, tools: ctx.tools, view: viewOf(event!) };
   });
   // The plan's first steps that need no approval were taken in the plan's transaction: run them here.
-  if (Array.isArray(first)) return runTaken(res, first);
+  if (Array.isArray(first)) return executeSteps(res, first);
   const job = first;
   if (!job || !llm) return;
 
@@ -153,12 +194,7 @@ export async function planTask(res: Resources, tenantId: string, taskId: string)
       tenant ? { slug: tenant.slug } : undefined,
     );
   });
-  if (taken) await runTaken(res, taken);
-}
-
-/** Run the steps a plan's transaction took (independent steps at once). */
-async function runTaken(res: Resources, taken: TakenStep[]): Promise<void> {
-  await Promise.all(taken.map((t) => executeStep(res, t)));
+  if (taken) await executeSteps(res, taken);
 }
 
 /**
@@ -174,7 +210,7 @@ export async function storePlan(
   tools: ReadonlyMap<string, Tool>,
   settings: Record<string, unknown>,
   planner: string,
-  inline?: { slug: string },
+  inline?: { slug: string; budget?: StepBudget },
 ): Promise<TakenStep[]> {
   const tenantId = task.tenant_id;
   const policy = policyFromSettings(settings);
@@ -277,5 +313,5 @@ export async function storePlan(
   // The caller locked (or inserted) the task row and it is current: advance needs no second read.
   await advance(res, tx, tenantId, task.id, inline ? ready : undefined, task);
   if (!inline || !ready.length) return [];
-  return takeReadySteps(res, tx, task, ready, tools, { slug: inline.slug, settings });
+  return takeReadySteps(res, tx, task, ready, tools, { slug: inline.slug, settings }, inline.budget);
 }

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Tx } from '@steward/db/database';
 import { auditActor, type Actor, type Resources } from '../resources.ts';
+import { PLAN_BATCH } from '../executor/job-queue.ts';
 import { conflict, notFound } from '../errors/app-error.ts';
 import { decodeCursor, encodeCursor, type Page } from '../shared/cursor.ts';
 import {
@@ -40,7 +41,7 @@ function titleOf(e: EventInput): string {
  * Group commit: events for the same tenant that arrive while an intake transaction of that tenant
  * is in flight are submitted together in the next one (up to INTAKE_BATCH), so a burst costs one
  * commit and one audit chain step per batch instead of per event. Every event still gets its own
- * task, audit entry and planning job, and its promise resolves only after the commit. If a batch
+ * task and audit entry, the batch one planning job, and each promise resolves only after the commit. If a batch
  * fails, each of its events is tried again on its own, so one bad event fails only itself.
  */
 export async function submitEvent(
@@ -60,7 +61,7 @@ export async function submitEvent(
   });
 }
 
-const INTAKE_BATCH = 100;
+const INTAKE_BATCH = PLAN_BATCH;
 
 interface PendingIntake {
   actor: Actor;
@@ -112,7 +113,7 @@ async function drainIntake(
 
 /**
  * A batch of events' intake inside the caller's transaction, in one statement: the events, their
- * tasks and their planning jobs (one `add_jobs` call, so one wake-up notification for the batch).
+ * tasks and one `plan-tasks` job that plans them together (one wake-up notification per batch).
  * An event whose (source, externalId) exists already, or appears earlier in the same batch, creates
  * nothing and answers the existing event and task. One audit entry per new task.
  */
@@ -154,10 +155,9 @@ async function intakeBatch(
         from input i join ev on ev.id = i.event_id
       returning id),
     jobs as (
-      select count(*) as n from graphile_worker.add_jobs(array(
-        select row('plan-task', json_build_object('tenantId', ${tenantId}::text, 'taskId', t.id),
-                   null, null, 10, null, null, null)::graphile_worker.job_spec
-          from t))
+      select count(*) as n from graphile_worker.add_jobs(array[
+        row('plan-tasks', json_build_object('tenantId', ${tenantId}::text, 'taskIds', (select json_agg(id) from t)),
+            null, null, 10, null, null, null)::graphile_worker.job_spec])
       where exists (select 1 from t))
     select t.id from t, jobs`;
   const isNew = new Set(created.map((c) => c.id));
