@@ -42,6 +42,11 @@ const settings = {
   }),
   /** STEWARD_WORKER_CONCURRENCY of each `steward work` (unset: the server's default, 8). */
   workerConcurrency: process.env.BENCH_WORKER_CONCURRENCY || undefined,
+  /**
+   * The bench tenant's `maxConcurrentSteps` (steps it may run at once; the installation's default is
+   * 4). A batch of tasks planned together takes at most this many steps at once; the rest queue.
+   */
+  tenantStepLimit: intEnv('BENCH_TENANT_STEP_LIMIT', 200, 1),
   /** Seconds to wait after the submissions until every task of the run is final. */
   drainTimeout: intEnv('BENCH_DRAIN_TIMEOUT', 120, 1),
 };
@@ -147,11 +152,13 @@ async function openDb(server: Server, tenantId: string) {
     /** Tasks of one run by status. */
     async statusCounts(runId: string): Promise<Record<string, number>> {
       return db.withTenant(tenantId, async (tx) => {
+        // A task not planned yet is `needs_action` without a reason: counted apart, as `unplanned`.
         const rows = await tx<{ status: string; n: number }[]>`
-          select t.status, count(*)::int as n from events e
+          select case when t.status = 'needs_action' and t.needs_action_reason is null then 'unplanned'
+                      else t.status end as status, count(*)::int as n from events e
             join tasks t on t.tenant_id = e.tenant_id and t.id = e.task_id
           where e.tenant_id = ${tenantId} and e.source = ${SOURCE} and e.external_id like ${prefix(runId)}
-          group by t.status`;
+          group by 1`;
         return Object.fromEntries(rows.map((r) => [r.status, r.n]));
       });
     },
@@ -349,7 +356,7 @@ async function pipelineOnce(
   for (;;) {
     counts = await db.statusCounts(runId);
     const open = Object.entries(counts)
-      // needs_action waits for a person: final for this benchmark (it should not happen).
+      // needs_action (with a reason) waits for a person: final for this benchmark (it should not happen).
       .filter(([s]) => !FINAL_TASK_STATUSES.has(s) && s !== 'needs_action')
       .reduce((a, [, n]) => a + n, 0);
     if (open === 0 || Date.now() > deadline) break;
@@ -438,8 +445,13 @@ function medianRun(runs: PipelineRun[]) {
 async function pipeline(server: Server, apiKey: string, tenantId: string) {
   log(
     `\npipeline: event -> plan (playbook, one low-risk noop step) -> done; serve + ${settings.workers.join('/')} workers, ` +
-      `${settings.rate} events/s and flat out (${settings.connections} connections), ${common.duration} s per run`,
+      `${settings.rate} events/s and flat out (${settings.connections} connections), ${common.duration} s per run, ` +
+      `tenant step limit ${settings.tenantStepLimit}`,
   );
+  await api(server, 'PATCH', '/api/v1/tenant', {
+    token: apiKey,
+    body: { settings: { maxConcurrentSteps: settings.tenantStepLimit } },
+  });
   await api(server, 'POST', '/api/v1/playbooks', {
     token: apiKey,
     expect: 201,

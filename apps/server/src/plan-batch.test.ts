@@ -1,0 +1,243 @@
+import { PLAN_BATCH } from '@steward/core/executor/job-queue';
+import { planTasks } from '@steward/core/planner/plan-tasks';
+import { SYSTEM_ACTOR } from '@steward/core/resources';
+import { submitEvent } from '@steward/core/tasks/task-service';
+import { verifyChain } from '@steward/core/audit/verify-chain';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import {
+  bearer,
+  createTenantFixture,
+  createTestApp,
+  expectStatus,
+  type TenantFixture,
+  type TestApp,
+} from './testing/test-app.ts';
+import { startWorker } from './worker/worker-runner.ts';
+
+// The intake's batches become one `plan-tasks` job each, planned in one transaction and finished
+// in one more: checked here with the jobs run by hand (no worker), so every step is deterministic.
+
+let t: TestApp;
+let a: TenantFixture;
+
+beforeAll(async () => {
+  t = await createTestApp();
+  a = await createTenantFixture(t, 'batch');
+  const playbook = (name: string, contains: string, risk: string) =>
+    t.app.inject({
+      method: 'POST',
+      url: '/api/v1/playbooks',
+      headers: bearer(a.token),
+      payload: {
+        name,
+        when: { subject: { contains } },
+        steps: [{ key: 'go', tool: 'noop', args: { note: '{{event.subject}}' }, risk }],
+      },
+    });
+  expectStatus(await playbook('Quick', 'quick', 'low'), 201);
+  expectStatus(await playbook('Careful', 'careful', 'high'), 201);
+});
+afterAll(async () => {
+  await t?.close();
+});
+beforeEach(async () => {
+  // Every test starts with an empty queue; jobs left by an earlier test are not its business.
+  await t.db.owner`delete from graphile_worker._private_jobs`;
+  await t.db.owner`update tenants set settings = settings - 'maxConcurrentSteps' where id = ${a.tenant.id}`;
+});
+
+let n = 0;
+/** Submit events at once, so the intake groups them into batches as under load. */
+const burst = (subjects: string[]) =>
+  Promise.all(
+    subjects.map((subject) =>
+      submitEvent(t.res, a.tenant.id, SYSTEM_ACTOR, {
+        source: 'test',
+        type: 'message',
+        externalId: `e-${++n}`,
+        subject,
+      }),
+    ),
+  );
+
+/** The queued `plan-tasks` jobs' payloads, oldest first. */
+const planJobs = () =>
+  t.db.owner<{ payload: { tenantId: string; taskIds: string[] } }[]>`
+    select j.payload from graphile_worker._private_jobs j
+    join graphile_worker._private_tasks k on k.id = j.task_id
+    where k.identifier = 'plan-tasks' order by j.id`;
+
+const statuses = async (ids: string[]) =>
+  new Map(
+    (
+      await t.db.owner<
+        { id: string; status: string }[]
+      >`select id, status from tasks where id = any(${ids}::uuid[])`
+    ).map((r) => [r.id, r.status]),
+  );
+
+/** The audit entries of an action about these tasks (a step's entries name its task in details). */
+const auditOf = (action: string, ids: string[]) =>
+  t.db.owner<{ target_id: string; at: Date; seq: string }[]>`
+    select target_id, at, seq from audit_log
+    where tenant_id = ${a.tenant.id} and action = ${action}
+      and coalesce(details->>'taskId', target_id) = any(${ids}::text[])`;
+
+describe('plan-tasks: an intake batch is planned and run together', () => {
+  it('queues one job per intake batch, not one per event, naming every new task once', async () => {
+    const intake = await burst(Array.from({ length: 30 }, (_, i) => `quick ${i}`));
+    const jobs = await planJobs();
+    expect(jobs.length).toBeGreaterThanOrEqual(1);
+    expect(jobs.length).toBeLessThan(30);
+    const named = jobs.flatMap((j) => j.payload.taskIds);
+    expect(named.sort()).toEqual(intake.map((i) => i.taskId).sort());
+    for (const j of jobs) {
+      expect(j.payload.tenantId).toBe(a.tenant.id);
+      expect(j.payload.taskIds.length).toBeLessThanOrEqual(PLAN_BATCH);
+    }
+    // A duplicate names no task and queues nothing.
+    await t.db.owner`delete from graphile_worker._private_jobs`;
+    const again = await submitEvent(t.res, a.tenant.id, SYSTEM_ACTOR, {
+      source: 'test',
+      type: 'message',
+      externalId: `e-${n}`,
+      subject: 'quick again',
+    });
+    expect(again.duplicate).toBe(true);
+    expect(await planJobs()).toHaveLength(0);
+  });
+
+  it('plans every task of the batch in one audit chain step and finishes their steps in one more', async () => {
+    await t.db
+      .owner`update tenants set settings = settings || '{"maxConcurrentSteps": 100}' where id = ${a.tenant.id}`;
+    const intake = await burst(Array.from({ length: 12 }, (_, i) => `quick ${i}`));
+    const ids = intake.map((i) => i.taskId);
+    await planTasks(t.res, a.tenant.id, ids);
+    expect([...(await statuses(ids)).values()]).toEqual(Array(12).fill('done'));
+    // One chain step writes its entries with one timestamp: one per batch, not one per task.
+    const planned = await auditOf('task.planned', ids);
+    expect(planned).toHaveLength(12);
+    expect(new Set(planned.map((p) => p.at.getTime())).size).toBe(1);
+    const done = await auditOf('task.done', ids);
+    expect(done).toHaveLength(12);
+    expect(new Set(done.map((p) => p.at.getTime())).size).toBe(1);
+    const succeeded = await auditOf('step.succeeded', ids);
+    expect(succeeded).toHaveLength(12);
+    expect(succeeded[0]!.at).toEqual(done[0]!.at);
+    // Every step was started and succeeded exactly once, with its own idempotency key.
+    const steps = await t.db.owner<{ status: string; attempts: number; idempotency_key: string }[]>`
+      select status, attempts, idempotency_key from steps where task_id = any(${ids}::uuid[])`;
+    expect(steps).toHaveLength(12);
+    expect(steps.every((s) => s.status === 'succeeded' && s.attempts === 1)).toBe(true);
+    expect(new Set(steps.map((s) => s.idempotency_key)).size).toBe(12);
+    const verified = await t.res.db.withTenant(a.tenant.id, (tx) =>
+      verifyChain(tx, t.res.master, a.tenant.id),
+    );
+    expect(verified.ok).toBe(true);
+    // Run again (a retried job): nothing is planned or run twice.
+    await planTasks(t.res, a.tenant.id, ids);
+    expect(await auditOf('task.planned', ids)).toHaveLength(12);
+    expect(await auditOf('step.started', ids)).toHaveLength(12);
+  });
+
+  it('treats each task of a mixed batch as planTask would: approval, no playbook, done', async () => {
+    const [quick, careful, unknown] = await burst(['quick one', 'careful one', 'nothing matches']);
+    const ids = [quick!.taskId, careful!.taskId, unknown!.taskId];
+    await planTasks(t.res, a.tenant.id, ids);
+    const s = await statuses(ids);
+    expect(s.get(quick!.taskId)).toBe('done');
+    expect(s.get(careful!.taskId)).toBe('pending_approval');
+    expect(s.get(unknown!.taskId)).toBe('needs_action');
+    const [approval] = await t.db.owner<{ status: string }[]>`
+      select status from approvals where task_id = ${careful!.taskId}`;
+    expect(approval?.status).toBe('pending');
+  });
+
+  it("keeps to the tenant's step limit: steps over it are queued, not run", async () => {
+    await t.db
+      .owner`update tenants set settings = settings || '{"maxConcurrentSteps": 2}' where id = ${a.tenant.id}`;
+    const intake = await burst(Array.from({ length: 6 }, (_, i) => `quick ${i}`));
+    const ids = intake.map((i) => i.taskId);
+    await t.db.owner`delete from graphile_worker._private_jobs`;
+    await planTasks(t.res, a.tenant.id, ids);
+    const steps = await t.db.owner<{ id: string; status: string }[]>`
+      select id, status from steps where task_id = any(${ids}::uuid[])`;
+    expect(steps.filter((s) => s.status === 'succeeded')).toHaveLength(2);
+    const waiting = steps.filter((s) => s.status === 'ready').map((s) => s.id);
+    expect(waiting).toHaveLength(4);
+    const queued = await t.db.owner<{ key: string }[]>`
+      select j.key from graphile_worker._private_jobs j join graphile_worker._private_tasks k on k.id = j.task_id
+      where k.identifier = 'run-step'`;
+    // (Steps of earlier tests held back by the limit may be woken too: a slot freed wakes the oldest.)
+    expect(queued.map((q) => q.key)).toEqual(expect.arrayContaining(waiting.map((id) => `step:${id}`)));
+    // A worker runs the queued ones to the end.
+    const worker = await startWorker(t.res, {
+      appUrl: t.runtime.appUrl,
+      concurrency: 2,
+      pollIntervalMs: 100,
+    });
+    try {
+      const deadline = Date.now() + 20_000;
+      while ([...(await statuses(ids)).values()].some((v) => v !== 'done')) {
+        if (Date.now() > deadline) throw new Error(`not done: ${JSON.stringify([...(await statuses(ids))])}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    } finally {
+      await worker.stop();
+    }
+  });
+
+  it('plans the others when one task of the batch cannot be stored, and fails the job for it', async () => {
+    const intake = await burst(['quick a', 'quick b', 'quick c']);
+    const ids = intake.map((i) => i.taskId);
+    const bad = ids[1]!;
+    // A fault injected for one task: its steps cannot be inserted.
+    await t.db.owner.unsafe(`
+      create function fail_for_task() returns trigger language plpgsql as $$
+      begin
+        if new.task_id = '${bad}' then raise exception 'injected fault'; end if;
+        return new;
+      end $$;
+      create trigger fail_for_task before insert on steps for each row execute function fail_for_task();`);
+    try {
+      await expect(planTasks(t.res, a.tenant.id, ids)).rejects.toThrow(/injected fault/);
+    } finally {
+      await t.db.owner.unsafe(`drop trigger fail_for_task on steps; drop function fail_for_task();`);
+    }
+    const s = await statuses(ids);
+    expect(s.get(ids[0]!)).toBe('done');
+    expect(s.get(ids[2]!)).toBe('done');
+    expect(s.get(bad)).toBe('needs_action');
+    // The job's retry plans what is left, and only that.
+    await planTasks(t.res, a.tenant.id, ids);
+    expect((await statuses(ids)).get(bad)).toBe('done');
+    expect(await auditOf('task.planned', ids)).toHaveLength(3);
+  });
+});
+
+describe('plan-tasks jobs in the worker', () => {
+  it('drops a job whose payload is not a tenant and a list of task ids', async () => {
+    const [x] = await burst(['quick worker']);
+    await t.db.owner`delete from graphile_worker._private_jobs`;
+    await t.db
+      .owner`select graphile_worker.add_job('plan-tasks', ${t.db.owner.json({ tenantId: a.tenant.id, taskIds: ['nope'] } as never)}::json)`;
+    await t.db
+      .owner`select graphile_worker.add_job('plan-tasks', ${t.db.owner.json({ tenantId: a.tenant.id, taskIds: [x!.taskId] } as never)}::json)`;
+    const worker = await startWorker(t.res, {
+      appUrl: t.runtime.appUrl,
+      concurrency: 2,
+      pollIntervalMs: 100,
+    });
+    try {
+      const deadline = Date.now() + 20_000;
+      while ((await statuses([x!.taskId])).get(x!.taskId) !== 'done') {
+        if (Date.now() > deadline) throw new Error('the valid job did not run');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    } finally {
+      await worker.stop();
+    }
+    // The malformed job was dropped (completed without effect), not left to retry.
+    expect(await planJobs()).toHaveLength(0);
+  });
+});
