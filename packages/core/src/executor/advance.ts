@@ -49,14 +49,18 @@ export async function advance(
    * to save reading and locking it again; its `status` is kept up to date here.
    */
   locked?: TaskRow,
+  /** The task's steps as this transaction locked and last changed them, in position order. */
+  lockedSteps?: StepRow[],
 ): Promise<TaskStatus> {
   const task =
     locked ??
     (await tx<TaskRow[]>`select * from tasks where tenant_id = ${tenantId} and id = ${taskId} for update`)[0];
   if (!task) return 'failed';
   if (FINAL_TASK_STATUSES.has(task.status) && task.status !== 'failed') return task.status;
-  const steps = await tx<StepRow[]>`
-    select * from steps where tenant_id = ${tenantId} and task_id = ${taskId} order by position for update`;
+  const steps =
+    lockedSteps ??
+    (await tx<StepRow[]>`
+      select * from steps where tenant_id = ${tenantId} and task_id = ${taskId} order by position for update`);
   // Approvals matter only to a step that needs one and may still start.
   const mayNeedApproval = steps.some(
     (s) =>

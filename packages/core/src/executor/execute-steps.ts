@@ -1,14 +1,22 @@
-import type { Resources } from '../resources.ts';
-import type { TaskRow } from '../tasks/task-types.ts';
-import { callTool, storeOutcome, type StepOutcome, type TakenStep } from './run-step.ts';
+import type { Tx } from '@steward/db/database';
+import { auditActor, SYSTEM_ACTOR, type Resources } from '../resources.ts';
+import type { StepRow, TaskRow } from '../tasks/task-types.ts';
+import { advance } from './advance.ts';
+import {
+  callTool,
+  reaperKey,
+  storeOutcome,
+  wakeThrottled,
+  type StepOutcome,
+  type TakenStep,
+} from './run-step.ts';
 
 /**
  * Run steps this worker took together (a plan's independent first steps, or the first steps of a
  * batch of tasks planned in one transaction): the calls at once, then every outcome in one
  * transaction per tenant, so the batch costs one commit and one audit chain step instead of one per
- * step. The task rows are locked first, in id order (every other transaction locks one task), then
- * each outcome is stored exactly as a single step's would be. If that transaction fails, each
- * outcome is stored on its own, so one bad outcome costs only itself.
+ * step. If that transaction fails, each outcome is stored on its own, so one bad outcome costs only
+ * itself.
  */
 export async function executeSteps(res: Resources, taken: readonly TakenStep[]): Promise<void> {
   if (!taken.length) return;
@@ -21,13 +29,7 @@ export async function executeSteps(res: Resources, taken: readonly TakenStep[]):
   }
   for (const [tenantId, list] of byTenant) {
     try {
-      await res.db.withTenant(tenantId, async (tx) => {
-        const ids = [...new Set(list.map((o) => o.taken.step.task_id))];
-        const tasks = await tx<TaskRow[]>`
-          select * from tasks where tenant_id = ${tenantId} and id = any(${ids}::uuid[]) order by id for update`;
-        const byId = new Map(tasks.map((t) => [t.id, t]));
-        for (const o of list) await storeOutcome(res, tx, o, byId.get(o.taken.step.task_id));
-      });
+      await res.db.withTenant(tenantId, (tx) => storeOutcomes(res, tx, tenantId, list));
     } catch (error) {
       if (list.length === 1) throw error;
       const failed: unknown[] = [];
@@ -37,5 +39,85 @@ export async function executeSteps(res: Resources, taken: readonly TakenStep[]):
       // A step whose outcome could not be stored stays `running`: its reaper tries it again.
       if (failed.length) throw failed[0];
     }
+  }
+}
+
+/**
+ * Store one tenant's outcomes in the caller's transaction. The task rows are locked first, in id
+ * order (every other transaction locks one task), then their steps. The successful actions of tasks
+ * without a failure in this batch are written in bulk — the steps `succeeded`, their reaper jobs
+ * gone and as many held-back steps woken as slots were freed, one `advance` per task on the rows
+ * already read — exactly what storeOutcome writes for each; every other outcome (a failure, a
+ * compensation) goes through storeOutcome itself.
+ */
+async function storeOutcomes(res: Resources, tx: Tx, tenantId: string, list: StepOutcome[]): Promise<void> {
+  const taskIds = [...new Set(list.map((o) => o.taken.step.task_id))];
+  const tasks = await tx<TaskRow[]>`
+    select * from tasks where tenant_id = ${tenantId} and id = any(${taskIds}::uuid[]) order by id for update`;
+  const taskOf = new Map(tasks.map((t) => [t.id, t]));
+  const rows = await tx<StepRow[]>`
+    select * from steps where tenant_id = ${tenantId} and task_id = any(${taskIds}::uuid[])
+    order by task_id, position for update`;
+  const stepsOf = new Map<string, StepRow[]>();
+  for (const r of rows) {
+    const s = stepsOf.get(r.task_id);
+    if (s) s.push(r);
+    else stepsOf.set(r.task_id, [r]);
+  }
+  const current = new Map(rows.map((r) => [r.id, r]));
+  const oneByOne = new Set(
+    list.filter((o) => o.error || o.taken.step.kind !== 'action').map((o) => o.taken.step.task_id),
+  );
+  // Another worker took over after our lease ran out and already finished: keep its outcome.
+  const bulk = list.filter(
+    (o) =>
+      !oneByOne.has(o.taken.step.task_id) &&
+      current.get(o.taken.step.id)?.status === 'running' &&
+      taskOf.has(o.taken.step.task_id),
+  );
+  if (bulk.length) {
+    const done = bulk.map((o) => ({ o, step: current.get(o.taken.step.id)! }));
+    await wakeThrottled(
+      tx,
+      tenantId,
+      done.map((d) => reaperKey(d.step.id, d.step.attempts)),
+      done.length,
+    );
+    const recipients = [
+      ...new Set(
+        done.flatMap((d) => d.o.taken.tool.recipients?.(d.step.args) ?? []).map((r) => r.toLowerCase()),
+      ),
+    ];
+    if (recipients.length) {
+      await tx`insert into known_recipients (tenant_id, value)
+               select ${tenantId}, unnest(${recipients}::text[]) on conflict do nothing`;
+    }
+    await tx`
+      update steps s set status = 'succeeded', result = x.result, error = null, lease_expires_at = null,
+                         finished_at = now(), updated_at = now()
+      from jsonb_to_recordset(${tx.json(done.map((d) => ({ id: d.step.id, result: d.o.result })) as never)}::jsonb)
+        as x(id uuid, result jsonb)
+      where s.tenant_id = ${tenantId} and s.id = x.id`;
+    for (const { o, step } of done) {
+      step.status = 'succeeded';
+      step.attempts = Math.max(step.attempts, o.taken.step.attempts);
+      await res.audit.record(tx, tenantId, {
+        ...auditActor(SYSTEM_ACTOR),
+        action: 'step.succeeded',
+        outcome: 'success',
+        targetType: 'step',
+        targetId: step.id,
+        details: { taskId: step.task_id, tool: step.tool, attempt: step.attempts, error: null },
+      });
+    }
+    // Independent tasks: their statements are pipelined on the connection.
+    const moved = [...new Set(done.map((d) => d.step.task_id))];
+    await Promise.all(
+      moved.map((id) => advance(res, tx, tenantId, id, undefined, taskOf.get(id), stepsOf.get(id))),
+    );
+  }
+  for (const o of list) {
+    if (bulk.includes(o)) continue;
+    await storeOutcome(res, tx, o, taskOf.get(o.taken.step.task_id));
   }
 }

@@ -46,6 +46,34 @@ export async function enqueue<N extends JobName>(
   )`;
 }
 
+/** One job of a bulk enqueue (enqueueMany, enqueueTimers). */
+export interface JobItem<N extends JobName> {
+  payload: JobPayloads[N];
+  runAt?: Date | undefined;
+  jobKey?: string | undefined;
+}
+
+/**
+ * Add many jobs of one task in the caller's transaction, in one statement (graphile's add_jobs:
+ * the same job-key semantics as add_job, one wake-up notification for all of them).
+ */
+export async function enqueueMany<N extends JobName>(
+  tx: Tx,
+  name: N,
+  items: readonly JobItem<N>[],
+  opts: { maxAttempts?: number } = {},
+): Promise<void> {
+  if (!items.length) return;
+  const specs = items.map((i) => ({
+    payload: i.payload,
+    run_at: i.runAt?.toISOString() ?? null,
+    job_key: i.jobKey ?? null,
+  }));
+  await tx`select count(*) from graphile_worker.add_jobs(array(
+    select row(${name}::text, s.payload, null, s.run_at, ${opts.maxAttempts ?? 10}::int, s.job_key, 0, null)::graphile_worker.job_spec
+    from jsonb_to_recordset(${tx.json(specs as never)}::jsonb) as s(payload json, run_at timestamptz, job_key text)))`;
+}
+
 /**
  * Add a job that is due later (a timer, e.g. the reaper of a step's lease) in the caller's
  * transaction without waking every worker now: graphile's add_job sends a NOTIFY for every job,
@@ -60,11 +88,31 @@ export async function enqueueTimer<N extends JobName>(
   payload: JobPayloads[N],
   opts: { runAt: Date; jobKey: string; maxAttempts?: number },
 ): Promise<void> {
-  const added = await tx`
+  await enqueueTimers(tx, name, [{ payload, runAt: opts.runAt, jobKey: opts.jobKey }], opts);
+}
+
+/** Many timers of one task in one statement (see enqueueTimer). */
+export async function enqueueTimers<N extends JobName>(
+  tx: Tx,
+  name: N,
+  items: readonly (JobItem<N> & { runAt: Date; jobKey: string })[],
+  opts: { maxAttempts?: number } = {},
+): Promise<void> {
+  if (!items.length) return;
+  const rows = items.map((i) => ({ payload: i.payload, run_at: i.runAt.toISOString(), key: i.jobKey }));
+  const added = await tx<{ key: string }[]>`
     insert into graphile_worker._private_jobs (task_id, payload, run_at, max_attempts, key)
-    select id, ${tx.json(payload as never)}::json, ${opts.runAt}::timestamptz, ${opts.maxAttempts ?? 10}::int, ${opts.jobKey}::text
-    from graphile_worker._private_tasks where identifier = ${name}::text
+    select k.id, r.payload, r.run_at, ${opts.maxAttempts ?? 10}::int, r.key
+    from graphile_worker._private_tasks k, jsonb_to_recordset(${tx.json(rows as never)}::jsonb) as r(payload json, run_at timestamptz, key text)
+    where k.identifier = ${name}::text
     on conflict (key) do nothing
-    returning id`;
-  if (!added.length) await enqueue(tx, name, payload, opts);
+    returning key`;
+  if (added.length === items.length) return;
+  const done = new Set(added.map((a) => a.key));
+  await enqueueMany(
+    tx,
+    name,
+    items.filter((i) => !done.has(i.jobKey)),
+    opts,
+  );
 }

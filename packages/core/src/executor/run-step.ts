@@ -4,7 +4,7 @@ import { auditActor, SYSTEM_ACTOR, type Resources } from '../resources.ts';
 import type { ApprovalRow, StepRow, TaskRow } from '../tasks/task-types.ts';
 import { ToolError, type Tool } from '../tools/tool.ts';
 import { advance, advanceCompensation, approvedFor } from './advance.ts';
-import { enqueue, enqueueTimer } from './job-queue.ts';
+import { enqueue, enqueueMany, enqueueTimer } from './job-queue.ts';
 import { lockTaskOfStep } from './task-lock.ts';
 import { toolsForTenant } from '../mcp/mcp-service.ts';
 
@@ -38,32 +38,42 @@ export interface TakenStep {
  * The job key of the reaper of one attempt of a step. Per attempt, so the reaper of a new attempt
  * never collides with the previous attempt's reaper job while that one is still running.
  */
-function reaperKey(stepId: string, attempt: number): string {
+export function reaperKey(stepId: string, attempt: number): string {
   return `reap:${stepId}:${attempt}`;
 }
 
 /** How late a held-back step's own job runs if no finishing step wakes it first. */
-const THROTTLE_BACKSTOP_MS = 2000;
+export const THROTTLE_BACKSTOP_MS = 2000;
 
 /**
- * A step of the tenant left `running`, so a slot is free: queue the step that has waited longest
- * for one now (its backstop job is moved forward). SKIP LOCKED: never waits for another task's row.
+ * Steps of the tenant left `running`, so slots are free: queue the steps that have waited longest
+ * for one now (their backstop jobs are moved forward), one per slot. SKIP LOCKED: never waits for
+ * another task's row. With `reapers` (job keys), the same statement deletes those reaper jobs
+ * (see storeOutcome).
  */
-async function wakeThrottled(tx: Tx, tenantId: string, reaper?: string): Promise<void> {
-  // With `reaper` (a job key), the same statement deletes that reaper job (see executeStep).
-  const [next] = await tx<{ id: string }[]>`
+export async function wakeThrottled(
+  tx: Tx,
+  tenantId: string,
+  reapers: string[] = [],
+  slots = 1,
+): Promise<void> {
+  const woken = await tx<{ id: string }[]>`
     ${
-      reaper
+      reapers.length
         ? tx`with reaper as (
-               delete from graphile_worker._private_jobs where key = ${reaper} and locked_at is null)`
+               delete from graphile_worker._private_jobs where key = any(${reapers}::text[]) and locked_at is null)`
         : tx``
     }
     update steps set throttled_at = null
-    where tenant_id = ${tenantId} and id = (
+    where tenant_id = ${tenantId} and id in (
       select id from steps where tenant_id = ${tenantId} and throttled_at is not null and status = 'ready'
-      order by throttled_at limit 1 for update skip locked)
+      order by throttled_at limit ${slots} for update skip locked)
     returning id`;
-  if (next) await enqueue(tx, 'run-step', { tenantId, stepId: next.id }, { jobKey: `step:${next.id}` });
+  await enqueueMany(
+    tx,
+    'run-step',
+    woken.map((w) => ({ payload: { tenantId, stepId: w.id }, jobKey: `step:${w.id}` })),
+  );
 }
 
 type Claim = { kind: 'skip' } | ({ kind: 'run' } & TakenStep);
@@ -74,6 +84,25 @@ type Claim = { kind: 'skip' } | ({ kind: 'run' } & TakenStep);
  */
 export interface StepBudget {
   free?: number;
+}
+
+/** The tenant's free step slots: its limit less its running steps, counted once per budget. */
+export async function freeSlots(
+  res: Resources,
+  tx: Tx,
+  tenantId: string,
+  settings: Record<string, unknown>,
+  budget: StepBudget,
+): Promise<number> {
+  if (budget.free === undefined) {
+    const limit =
+      Number((settings as { maxConcurrentSteps?: unknown }).maxConcurrentSteps) ||
+      res.executor.tenantConcurrency;
+    const [{ n } = { n: '0' }] = await tx<{ n: string }[]>`
+      select count(*) as n from steps where tenant_id = ${tenantId} and status = 'running' and lease_expires_at > now()`;
+    budget.free = limit - Number(n);
+  }
+  return budget.free;
 }
 
 /**
@@ -92,15 +121,7 @@ async function take(
 ): Promise<boolean> {
   const tenantId = step.tenant_id;
   const stepId = step.id;
-  if (budget.free === undefined) {
-    const limit =
-      Number((settings as { maxConcurrentSteps?: unknown }).maxConcurrentSteps) ||
-      res.executor.tenantConcurrency;
-    const [{ n } = { n: '0' }] = await tx<{ n: string }[]>`
-      select count(*) as n from steps where tenant_id = ${tenantId} and status = 'running' and lease_expires_at > now()`;
-    budget.free = limit - Number(n);
-  }
-  if (budget.free <= 0) {
+  if ((await freeSlots(res, tx, tenantId, settings, budget)) <= 0) {
     // Fairness: this tenant is at its limit. The step waits in line (throttled_at) without holding a
     // worker: the next step of the tenant to leave `running` wakes it (wakeThrottled); the job queued
     // here is only the backstop for a wake-up missed by a race.
@@ -114,7 +135,7 @@ async function take(
     );
     return false;
   }
-  budget.free -= 1;
+  budget.free = (budget.free ?? 0) - 1;
   const lease = new Date(Date.now() + res.executor.leaseSeconds * 1000);
   await tx`update steps set status = 'running', attempts = attempts + 1, lease_expires_at = ${lease},
              throttled_at = null, started_at = coalesce(started_at, now()), updated_at = now()
@@ -412,7 +433,7 @@ export async function storeOutcome(
   // The step leaves `running` below in every branch: its reaper job has nothing left to do, and
   // its slot goes to the tenant's longest-waiting step.
   // (A plain delete, not remove_job: that one NOTIFYs every worker of a job that is gone.)
-  await wakeThrottled(tx, tenantId, reaperKey(stepId, current.attempts));
+  await wakeThrottled(tx, tenantId, [reaperKey(stepId, current.attempts)]);
   current.attempts = Math.max(current.attempts, step.attempts);
   if (!error) {
     await rememberRecipients(tx, tenantId, tool, current.args);

@@ -1,7 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import type { Tx } from '@steward/db/database';
 import { actionHash } from '../approvals/action-hash.ts';
-import { decideStep, policyFromSettings } from '../approvals/approval-policy.ts';
+import {
+  decideStep,
+  policyFromSettings,
+  type ApprovalPolicy,
+  type StepDecision,
+} from '../approvals/approval-policy.ts';
 import { advance } from '../executor/advance.ts';
 import { enqueue } from '../executor/job-queue.ts';
 import { takeReadySteps, type StepBudget, type TakenStep } from '../executor/run-step.ts';
@@ -197,6 +202,33 @@ export async function planTask(res: Resources, tenantId: string, taskId: string)
   if (taken) await executeSteps(res, taken);
 }
 
+/** Everyone a draft's steps would send to or pay (lower case), for the new-recipient rule. */
+export function draftRecipients(draft: PlanDraft, tools: ReadonlyMap<string, Tool>): string[] {
+  return draft.steps
+    .flatMap((s) => tools.get(s.tool)?.recipients?.(s.args) ?? [])
+    .map((r) => r.toLowerCase());
+}
+
+/** Which of these recipients the tenant has sent to or paid before. */
+export async function knownRecipients(tx: Tx, tenantId: string, recipients: string[]): Promise<Set<string>> {
+  if (!recipients.length) return new Set();
+  const rows = await tx<{ value: string }[]>`
+    select value from known_recipients where tenant_id = ${tenantId} and value = any(${recipients}::text[])`;
+  return new Set(rows.map((r) => r.value));
+}
+
+/** The policy's decision for each step of a validated draft. */
+export function decideDraft(
+  policy: ApprovalPolicy,
+  tools: ReadonlyMap<string, Tool>,
+  draft: PlanDraft,
+  known: ReadonlySet<string>,
+): StepDecision[] {
+  return draft.steps.map((s) =>
+    decideStep(policy, tools.get(s.tool)!, s.args, { plannerRisk: s.risk, knownRecipients: known }),
+  );
+}
+
 /**
  * Store a validated plan: steps, approvals decided by policy, then start what may start. With
  * `inline` (the tenant's slug), the steps that may start right away are taken in this transaction
@@ -214,17 +246,7 @@ export async function storePlan(
 ): Promise<TakenStep[]> {
   const tenantId = task.tenant_id;
   const policy = policyFromSettings(settings);
-  const recipients = draft.steps
-    .flatMap((s) => tools.get(s.tool)?.recipients?.(s.args) ?? [])
-    .map((r) => r.toLowerCase());
-  const known = new Set(
-    recipients.length
-      ? (
-          await tx<{ value: string }[]>`
-            select value from known_recipients where tenant_id = ${tenantId} and value = any(${recipients}::text[])`
-        ).map((r) => r.value)
-      : [],
-  );
+  const known = await knownRecipients(tx, tenantId, draftRecipients(draft, tools));
   const planSteps: {
     stepId: string;
     key: string;
@@ -235,9 +257,7 @@ export async function storePlan(
   const previews: unknown[] = [];
   let position = 0;
   const expiresAt = new Date(Date.now() + policy.expiresInMinutes * 60_000);
-  const decisions = draft.steps.map((s) =>
-    decideStep(policy, tools.get(s.tool)!, s.args, { plannerRisk: s.risk, knownRecipients: known }),
-  );
+  const decisions = decideDraft(policy, tools, draft, known);
   // Plan mode: when anything needs approval, nothing runs before the whole plan is approved, and
   // the approval's dry-run preview lists the side effects of every step.
   const planGate = policy.approvalMode === 'plan' && decisions.some((d) => d.required);
