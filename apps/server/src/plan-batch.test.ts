@@ -130,6 +130,9 @@ describe('plan-tasks: an intake batch is planned and run together', () => {
     expect(steps).toHaveLength(12);
     expect(steps.every((s) => s.status === 'succeeded' && s.attempts === 1)).toBe(true);
     expect(new Set(steps.map((s) => s.idempotency_key)).size).toBe(12);
+    const finished = await t.db.owner<{ finished_at: Date | null; created_at: Date }[]>`
+      select finished_at, created_at from tasks where id = any(${ids}::uuid[])`;
+    expect(finished.every((f) => f.finished_at && f.finished_at >= f.created_at)).toBe(true);
     const verified = await t.res.db.withTenant(a.tenant.id, (tx) =>
       verifyChain(tx, t.res.master, a.tenant.id),
     );

@@ -32,25 +32,50 @@ export function approvedFor(
   });
 }
 
+export interface AdvanceOptions {
+  /** Collects the steps made ready that need no approval instead of queueing them (takeReadySteps). */
+  inline?: StepRow[] | undefined;
+  /**
+   * The task's row as this transaction locked it (FOR UPDATE, or inserted it) and last changed it,
+   * to save reading and locking it again; its `status` is kept up to date here.
+   */
+  locked?: TaskRow | undefined;
+  /** The task's steps as this transaction locked and last changed them, in position order. */
+  steps?: StepRow[] | undefined;
+  /** Collects the task's new status instead of writing it, for the caller to write in bulk (writeTaskStatuses). */
+  statuses?: TaskStatusWrite[] | undefined;
+}
+
+/** A task status change that `advance` left to its caller (see writeTaskStatuses). */
+export interface TaskStatusWrite {
+  id: string;
+  status: TaskStatus;
+  /** When the task reached a final status (ISO time), else null. */
+  finishedAt: string | null;
+}
+
+/** Write the status changes collected by `advance` in one statement. */
+export async function writeTaskStatuses(tx: Tx, tenantId: string, writes: TaskStatusWrite[]): Promise<void> {
+  if (!writes.length) return;
+  await tx`
+    update tasks t set status = x.status, updated_at = now(), finished_at = x.finished_at
+    from jsonb_to_recordset(${tx.json(writes.map((w) => ({ id: w.id, status: w.status, finished_at: w.finishedAt })) as never)}::jsonb)
+      as x(id uuid, status text, finished_at timestamptz)
+    where t.tenant_id = ${tenantId} and t.id = x.id`;
+}
+
 /**
  * Move a task forward after anything changed: steps whose dependencies succeeded become ready
- * (and are queued, or collected in `inline` for the caller to take) or wait for approval; the task's status follows its steps. Runs inside the
- * transaction that made the change, with the task row locked.
+ * (queued, or collected in `inline` for the caller to take) or wait for approval; the task's
+ * status follows its steps. Runs inside the transaction that made the change, with the task row
+ * locked.
  */
 export async function advance(
   res: Resources,
   tx: Tx,
   tenantId: string,
   taskId: string,
-  /** Collects the steps made ready that need no approval instead of queueing them (takeReadySteps). */
-  inline?: StepRow[],
-  /**
-   * The task's row as this transaction locked it (FOR UPDATE, or inserted it) and last changed it,
-   * to save reading and locking it again; its `status` is kept up to date here.
-   */
-  locked?: TaskRow,
-  /** The task's steps as this transaction locked and last changed them, in position order. */
-  lockedSteps?: StepRow[],
+  { inline, locked, steps: lockedSteps, statuses }: AdvanceOptions = {},
 ): Promise<TaskStatus> {
   const task =
     locked ??
@@ -109,8 +134,10 @@ export async function advance(
   }
   if (status !== task.status) {
     const final = FINAL_TASK_STATUSES.has(status);
-    await tx`update tasks set status = ${status}, updated_at = now(), finished_at = ${final ? new Date() : null}
-             where tenant_id = ${tenantId} and id = ${taskId}`;
+    if (statuses) statuses.push({ id: taskId, status, finishedAt: final ? new Date().toISOString() : null });
+    else
+      await tx`update tasks set status = ${status}, updated_at = now(), finished_at = ${final ? new Date() : null}
+               where tenant_id = ${tenantId} and id = ${taskId}`;
     const from = task.status;
     task.status = status;
     await res.audit.record(tx, tenantId, {

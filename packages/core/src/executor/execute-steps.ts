@@ -1,7 +1,7 @@
 import type { Tx } from '@steward/db/database';
 import { auditActor, SYSTEM_ACTOR, type Resources } from '../resources.ts';
 import type { StepRow, TaskRow } from '../tasks/task-types.ts';
-import { advance } from './advance.ts';
+import { advance, writeTaskStatuses, type TaskStatusWrite } from './advance.ts';
 import {
   callTool,
   reaperKey,
@@ -112,9 +112,13 @@ async function storeOutcomes(res: Resources, tx: Tx, tenantId: string, list: Ste
     }
     // Independent tasks: their statements are pipelined on the connection.
     const moved = [...new Set(done.map((d) => d.step.task_id))];
+    const statuses: TaskStatusWrite[] = [];
     await Promise.all(
-      moved.map((id) => advance(res, tx, tenantId, id, undefined, taskOf.get(id), stepsOf.get(id))),
+      moved.map((id) =>
+        advance(res, tx, tenantId, id, { locked: taskOf.get(id), steps: stepsOf.get(id), statuses }),
+      ),
     );
+    await writeTaskStatuses(tx, tenantId, statuses);
   }
   for (const o of list) {
     if (bulk.includes(o)) continue;

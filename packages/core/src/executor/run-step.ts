@@ -334,7 +334,7 @@ async function finish(
     }
     await advanceCompensation(tx, tenantId, step.task_id);
   } else {
-    await advance(res, tx, tenantId, step.task_id, undefined, task);
+    await advance(res, tx, tenantId, step.task_id, { locked: task });
   }
 }
 

@@ -331,7 +331,7 @@ export async function storePlan(
   });
   const ready: StepRow[] = [];
   // The caller locked (or inserted) the task row and it is current: advance needs no second read.
-  await advance(res, tx, tenantId, task.id, inline ? ready : undefined, task);
+  await advance(res, tx, tenantId, task.id, { inline: inline ? ready : undefined, locked: task });
   if (!inline || !ready.length) return [];
   return takeReadySteps(res, tx, task, ready, tools, { slug: inline.slug, settings }, inline.budget);
 }
