@@ -76,6 +76,22 @@ const statuses = async (ids: string[]) =>
     ).map((r) => [r.id, r.status]),
   );
 
+/** Run a worker until these tasks are done (or fail after 20 s). */
+async function workUntilDone(ids: string[]): Promise<void> {
+  const worker = await startWorker(t.res, { appUrl: t.runtime.appUrl, concurrency: 2, pollIntervalMs: 100 });
+  try {
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const now = await statuses(ids);
+      if ([...now.values()].every((v) => v === 'done') && now.size === ids.length) return;
+      if (Date.now() > deadline) throw new Error(`not done: ${JSON.stringify([...now])}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } finally {
+    await worker.stop();
+  }
+}
+
 /** The audit entries of an action about these tasks (a step's entries name its task in details). */
 const auditOf = (action: string, ids: string[]) =>
   t.db.owner<{ target_id: string; at: Date; seq: string }[]>`
@@ -174,20 +190,7 @@ describe('plan-tasks: an intake batch is planned and run together', () => {
     // (Steps of earlier tests held back by the limit may be woken too: a slot freed wakes the oldest.)
     expect(queued.map((q) => q.key)).toEqual(expect.arrayContaining(waiting.map((id) => `step:${id}`)));
     // A worker runs the queued ones to the end.
-    const worker = await startWorker(t.res, {
-      appUrl: t.runtime.appUrl,
-      concurrency: 2,
-      pollIntervalMs: 100,
-    });
-    try {
-      const deadline = Date.now() + 20_000;
-      while ([...(await statuses(ids)).values()].some((v) => v !== 'done')) {
-        if (Date.now() > deadline) throw new Error(`not done: ${JSON.stringify([...(await statuses(ids))])}`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    } finally {
-      await worker.stop();
-    }
+    await workUntilDone(ids);
   });
 
   it('plans the others when one task of the batch cannot be stored, and fails the job for it', async () => {
@@ -226,20 +229,7 @@ describe('plan-tasks jobs in the worker', () => {
       .owner`select graphile_worker.add_job('plan-tasks', ${t.db.owner.json({ tenantId: a.tenant.id, taskIds: ['nope'] } as never)}::json)`;
     await t.db
       .owner`select graphile_worker.add_job('plan-tasks', ${t.db.owner.json({ tenantId: a.tenant.id, taskIds: [x!.taskId] } as never)}::json)`;
-    const worker = await startWorker(t.res, {
-      appUrl: t.runtime.appUrl,
-      concurrency: 2,
-      pollIntervalMs: 100,
-    });
-    try {
-      const deadline = Date.now() + 20_000;
-      while ((await statuses([x!.taskId])).get(x!.taskId) !== 'done') {
-        if (Date.now() > deadline) throw new Error('the valid job did not run');
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    } finally {
-      await worker.stop();
-    }
+    await workUntilDone([x!.taskId]);
     // The malformed job was dropped (completed without effect), not left to retry.
     expect(await planJobs()).toHaveLength(0);
   });
