@@ -6,7 +6,7 @@ import type { Sql } from 'postgres';
  * graphile-worker locks a job while a worker runs it and only releases the lock of a worker that
  * vanished after 4 hours. Our product state recovers sooner (a step's lease and the reaper), but the
  * job itself can be what carries the work: a `run-step` job fetched by a worker that was killed
- * before its claim committed leaves the step `ready` with its only job locked; a killed `plan-task`
+ * before its claim committed leaves the step `ready` with its only job locked; a killed `plan-task(s)`
  * or `reap-step` job does the same to a task or a running step. Such tasks would sit for 4 hours.
  *
  * So every worker process announces itself: its job-queue pool id is the application_name of one
