@@ -1,3 +1,5 @@
+import { Type } from '@sinclair/typebox';
+import { ToolError } from '@steward/core/tools/tool';
 import { PLAN_BATCH } from '@steward/core/executor/job-queue';
 import { planTasks } from '@steward/core/planner/plan-tasks';
 import { SYSTEM_ACTOR } from '@steward/core/resources';
@@ -23,6 +25,17 @@ let a: TenantFixture;
 beforeAll(async () => {
   t = await createTestApp();
   a = await createTenantFixture(t, 'batch');
+  t.res.tools.register({
+    name: 'test.broken',
+    description: 'always fails, never retried',
+    risk: 'low',
+    retryable: false,
+    args: Type.Object({ note: Type.String() }, { additionalProperties: false }),
+    preview: () => [],
+    async execute() {
+      throw new ToolError('BROKEN', 'this always fails', { retryable: false });
+    },
+  });
   const playbook = (name: string, contains: string, risk: string) =>
     t.app.inject({
       method: 'POST',
@@ -218,6 +231,58 @@ describe('plan-tasks: an intake batch is planned and run together', () => {
     await planTasks(t.res, a.tenant.id, ids);
     expect((await statuses(ids)).get(bad)).toBe('done');
     expect(await auditOf('task.planned', ids)).toHaveLength(3);
+  });
+});
+
+describe('plan-tasks: outcomes of a batch', () => {
+  it('finishes parallel first steps in bulk, queues the step that waited for both, and fails a task whose step failed', async () => {
+    await t.db
+      .owner`update tenants set settings = settings || '{"maxConcurrentSteps": 100}' where id = ${a.tenant.id}`;
+    const playbook = (name: string, contains: string, steps: unknown[]) =>
+      t.app.inject({
+        method: 'POST',
+        url: '/api/v1/playbooks',
+        headers: bearer(a.token),
+        payload: { name, when: { subject: { contains } }, steps },
+      });
+    const noop = (key: string, dependsOn: string[] = []) => ({
+      key,
+      tool: 'noop',
+      args: { note: key },
+      dependsOn,
+    });
+    expectStatus(await playbook('Fan in', 'fan-in', [noop('x'), noop('y'), noop('z', ['x', 'y'])]), 201);
+    expectStatus(
+      await playbook('Broken', 'broken', [
+        noop('first'),
+        { key: 'bad', tool: 'test.broken', args: { note: 'bad' } },
+        noop('after', ['first', 'bad']),
+      ]),
+      201,
+    );
+    const [quick, fan, broken] = await burst(['quick again', 'fan-in', 'broken']);
+    const ids = [quick!.taskId, fan!.taskId, broken!.taskId];
+    await planTasks(t.res, a.tenant.id, ids);
+    const stepsOf = async (taskId: string) =>
+      Object.fromEntries(
+        (
+          await t.db.owner<{ key: string; status: string }[]>`
+            select key, status from steps where task_id = ${taskId}`
+        ).map((r) => [r.key, r.status]),
+      );
+    const s = await statuses(ids);
+    expect(s.get(quick!.taskId)).toBe('done');
+    expect(await stepsOf(fan!.taskId)).toEqual({ x: 'succeeded', y: 'succeeded', z: 'ready' });
+    expect(s.get(fan!.taskId)).toBe('executing');
+    const [job] = await t.db.owner<{ n: number }[]>`
+      select count(*)::int as n from graphile_worker._private_jobs j join graphile_worker._private_tasks k on k.id = j.task_id
+      where k.identifier = 'run-step' and j.payload->>'stepId' = (select id::text from steps where task_id = ${fan!.taskId} and key = 'z')`;
+    expect(job?.n).toBe(1);
+    // The failed step went through the single-step path: a dead letter, the rest skipped, the task failed.
+    expect(await stepsOf(broken!.taskId)).toEqual({ first: 'succeeded', bad: 'dead', after: 'skipped' });
+    expect(s.get(broken!.taskId)).toBe('failed');
+    await workUntilDone([fan!.taskId]);
+    expect(await stepsOf(fan!.taskId)).toEqual({ x: 'succeeded', y: 'succeeded', z: 'succeeded' });
   });
 });
 
