@@ -1,9 +1,11 @@
 import type { Tx } from '@steward/db/database';
-import { auditActor, SYSTEM_ACTOR, type Resources } from '../resources.ts';
+import type { Resources } from '../resources.ts';
 import type { StepRow, TaskRow } from '../tasks/task-types.ts';
 import { advance, writeTaskStatuses, type TaskStatusWrite } from './advance.ts';
 import {
   callTool,
+  recordFinished,
+  rememberRecipients,
   reaperKey,
   storeOutcome,
   wakeThrottled,
@@ -69,29 +71,27 @@ async function storeOutcomes(res: Resources, tx: Tx, tenantId: string, list: Ste
     list.filter((o) => o.error || o.taken.step.kind !== 'action').map((o) => o.taken.step.task_id),
   );
   // Another worker took over after our lease ran out and already finished: keep its outcome.
-  const bulk = list.filter(
-    (o) =>
-      !oneByOne.has(o.taken.step.task_id) &&
-      current.get(o.taken.step.id)?.status === 'running' &&
-      taskOf.has(o.taken.step.task_id),
+  const bulk = new Set(
+    list.filter(
+      (o) =>
+        !oneByOne.has(o.taken.step.task_id) &&
+        current.get(o.taken.step.id)?.status === 'running' &&
+        taskOf.has(o.taken.step.task_id),
+    ),
   );
-  if (bulk.length) {
-    const done = bulk.map((o) => ({ o, step: current.get(o.taken.step.id)! }));
+  if (bulk.size) {
+    const done = [...bulk].map((o) => ({ o, step: current.get(o.taken.step.id)! }));
     await wakeThrottled(
       tx,
       tenantId,
       done.map((d) => reaperKey(d.step.id, d.step.attempts)),
       done.length,
     );
-    const recipients = [
-      ...new Set(
-        done.flatMap((d) => d.o.taken.tool.recipients?.(d.step.args) ?? []).map((r) => r.toLowerCase()),
-      ),
-    ];
-    if (recipients.length) {
-      await tx`insert into known_recipients (tenant_id, value)
-               select ${tenantId}, unnest(${recipients}::text[]) on conflict do nothing`;
-    }
+    await rememberRecipients(
+      tx,
+      tenantId,
+      done.flatMap((d) => d.o.taken.tool.recipients?.(d.step.args) ?? []),
+    );
     await tx`
       update steps s set status = 'succeeded', result = x.result, error = null, lease_expires_at = null,
                          finished_at = now(), updated_at = now()
@@ -101,14 +101,7 @@ async function storeOutcomes(res: Resources, tx: Tx, tenantId: string, list: Ste
     for (const { o, step } of done) {
       step.status = 'succeeded';
       step.attempts = Math.max(step.attempts, o.taken.step.attempts);
-      await res.audit.record(tx, tenantId, {
-        ...auditActor(SYSTEM_ACTOR),
-        action: 'step.succeeded',
-        outcome: 'success',
-        targetType: 'step',
-        targetId: step.id,
-        details: { taskId: step.task_id, tool: step.tool, attempt: step.attempts, error: null },
-      });
+      await recordFinished(res, tx, step, null);
     }
     // Independent tasks: their statements are pipelined on the connection.
     const moved = [...new Set(done.map((d) => d.step.task_id))];
@@ -121,7 +114,7 @@ async function storeOutcomes(res: Resources, tx: Tx, tenantId: string, list: Ste
     await writeTaskStatuses(tx, tenantId, statuses);
   }
   for (const o of list) {
-    if (bulk.includes(o)) continue;
+    if (bulk.has(o)) continue;
     await storeOutcome(res, tx, o, taskOf.get(o.taken.step.task_id));
   }
 }

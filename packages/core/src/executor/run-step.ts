@@ -305,6 +305,24 @@ async function recoverLost(res: Resources, tx: Tx, step: StepRow): Promise<void>
   await enqueue(tx, 'run-step', { tenantId, stepId: step.id }, { jobKey: `step:${step.id}`, runAt });
 }
 
+/** The audit entry of a step that finished (its status already set): step.succeeded or step.failed. */
+export async function recordFinished(
+  res: Resources,
+  tx: Tx,
+  step: StepRow,
+  error: { code: string } | null,
+): Promise<void> {
+  const ok = step.status === 'succeeded';
+  await res.audit.record(tx, step.tenant_id, {
+    ...auditActor(SYSTEM_ACTOR),
+    action: ok ? 'step.succeeded' : 'step.failed',
+    outcome: ok ? 'success' : 'failure',
+    targetType: 'step',
+    targetId: step.id,
+    details: { taskId: step.task_id, tool: step.tool, attempt: step.attempts, error: error?.code ?? null },
+  });
+}
+
 async function finish(
   res: Resources,
   tx: Tx,
@@ -320,14 +338,7 @@ async function finish(
              error = ${error ? tx.json(error as never) : null}, lease_expires_at = null, finished_at = now(), updated_at = now()
            where tenant_id = ${tenantId} and id = ${step.id}`;
   step.status = status;
-  await res.audit.record(tx, tenantId, {
-    ...auditActor(SYSTEM_ACTOR),
-    action: status === 'succeeded' ? 'step.succeeded' : 'step.failed',
-    outcome: status === 'succeeded' ? 'success' : 'failure',
-    targetType: 'step',
-    targetId: step.id,
-    details: { taskId: step.task_id, tool: step.tool, attempt: step.attempts, error: error?.code ?? null },
-  });
+  await recordFinished(res, tx, step, error);
   if (step.kind === 'compensation') {
     if (status === 'succeeded' && step.compensates) {
       await tx`update steps set status = 'compensated', updated_at = now() where tenant_id = ${tenantId} and id = ${step.compensates}`;
@@ -436,7 +447,7 @@ export async function storeOutcome(
   await wakeThrottled(tx, tenantId, [reaperKey(stepId, current.attempts)]);
   current.attempts = Math.max(current.attempts, step.attempts);
   if (!error) {
-    await rememberRecipients(tx, tenantId, tool, current.args);
+    await rememberRecipients(tx, tenantId, tool.recipients?.(current.args) ?? []);
     return finish(res, tx, current, 'succeeded', result, null, task);
   }
   if (task.cancel_requested) {
@@ -454,16 +465,12 @@ export async function storeOutcome(
   return finish(res, tx, current, 'dead', null, error, task);
 }
 
-async function rememberRecipients(
-  tx: Tx,
-  tenantId: string,
-  tool: Tool,
-  args: Record<string, unknown>,
-): Promise<void> {
-  const recipients = [...new Set((tool.recipients?.(args) ?? []).map((r) => r.toLowerCase()))];
-  if (!recipients.length) return;
+/** Remember who the tenant has now sent to or paid (the new-recipient rule), lower case. */
+export async function rememberRecipients(tx: Tx, tenantId: string, recipients: string[]): Promise<void> {
+  const unique = [...new Set(recipients.map((r) => r.toLowerCase()))];
+  if (!unique.length) return;
   await tx`insert into known_recipients (tenant_id, value)
-           select ${tenantId}, unnest(${recipients}::text[]) on conflict do nothing`;
+           select ${tenantId}, unnest(${unique}::text[]) on conflict do nothing`;
 }
 
 /**
