@@ -12,6 +12,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import autocannon from 'autocannon';
+import { openLoop } from './open-loop.ts';
 import { FINAL_TASK_STATUSES } from '../packages/core/src/tasks/task-types.ts';
 import {
   api,
@@ -34,6 +35,10 @@ const settings = {
   connections: intEnv('BENCH_CONNECTIONS', 50, 1),
   /** Events per second of the latency run (open loop). */
   rate: intEnv('BENCH_PIPELINE_RATE', 500, 1),
+  /** Requests per second of the intake's fixed-rate run (0: flat out only). */
+  intakeRate: intEnv('BENCH_INTAKE_RATE', 3000, 0),
+  /** Connections the fixed-rate (open loop) runs may open at most. */
+  openLoopConnections: intEnv('BENCH_OPEN_LOOP_CONNECTIONS', 256, 1),
   workers: (process.env.BENCH_WORKERS || '1,2,4').split(',').map((w) => {
     const n = Number(w.trim());
     if (!Number.isInteger(n) || n < 1 || n > 32)
@@ -194,36 +199,72 @@ async function openDb(server: Server, tenantId: string) {
   };
 }
 
-function eventRequests(runId: string): autocannon.Request[] {
-  let n = 0;
-  return [
-    {
-      method: 'POST',
-      setupRequest: (req) => ({
-        ...req,
-        body: JSON.stringify({
-          source: SOURCE,
-          type: 'bench.event',
-          externalId: `${runId}-${n}`,
-          subject: `Bench event ${n++}`,
-          body: 'Benchmark event',
-        }),
-      }),
-    },
-  ];
+function eventBody(runId: string, n: number): string {
+  return JSON.stringify({
+    source: SOURCE,
+    type: 'bench.event',
+    externalId: `${runId}-${n}`,
+    subject: `Bench event ${n}`,
+    body: 'Benchmark event',
+  });
 }
 
-function submit(server: Server, apiKey: string, runId: string, seconds: number, rate?: number) {
-  return autocannon({
+interface Submitted {
+  /** Answers per second (flat out: autocannon's mean of per-second samples). */
+  requestsPerSec: number;
+  total: number;
+  non2xx: number;
+  errors: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+}
+
+/**
+ * POST unique events for `seconds`: flat out over BENCH_CONNECTIONS connections (autocannon, closed
+ * loop), or at `rate` per second on a fixed schedule (open loop, see open-loop.ts).
+ */
+async function submit(
+  server: Server,
+  apiKey: string,
+  runId: string,
+  seconds: number,
+  rate?: number,
+): Promise<Submitted> {
+  const headers = { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' };
+  if (rate) {
+    const r = await openLoop({
+      origin: server.baseUrl,
+      path: '/api/v1/events',
+      headers,
+      body: (n) => eventBody(runId, n),
+      rate,
+      seconds,
+      connections: settings.openLoopConnections,
+    });
+    return { ...r, total: r.ok + r.non2xx };
+  }
+  let n = 0;
+  const r = await autocannon({
     url: `${server.baseUrl}/api/v1/events`,
     method: 'POST',
     connections: settings.connections,
     duration: seconds,
     timeout: 10,
-    ...(rate ? { overallRate: rate } : {}),
-    headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
-    requests: eventRequests(runId),
+    headers,
+    requests: [{ method: 'POST', setupRequest: (req) => ({ ...req, body: eventBody(runId, n++) }) }],
   });
+  return {
+    requestsPerSec: r.requests.average,
+    total: r.requests.total,
+    non2xx: r.non2xx,
+    errors: r.errors,
+    p50: r.latency.p50,
+    p90: r.latency.p90,
+    p99: r.latency.p99,
+    max: r.latency.max,
+  };
 }
 
 const round = (x: number | null | undefined, digits = 0) =>
@@ -232,20 +273,25 @@ const round = (x: number | null | undefined, digits = 0) =>
 // ---------------------------------------------------------------------------------------------
 // intake
 
-async function intakeOnce(server: Server, apiKey: string, seconds: number): Promise<IntakeRun> {
+async function intakeOnce(
+  server: Server,
+  apiKey: string,
+  seconds: number,
+  rate: number | undefined,
+): Promise<IntakeRun> {
   const busyBeforePct = await waitForQuiet(server.pid);
   const cpu = await cpuMeter(server.pid);
   const runId = `intake-${randomBytes(4).toString('hex')}`;
-  const r = await submit(server, apiKey, runId, seconds);
+  const r = await submit(server, apiKey, runId, seconds, rate);
   const { cpuMs, ...pct } = await cpu();
-  const n = r.requests.total;
+  const n = r.total;
   return {
-    requestsPerSec: r.requests.average,
+    requestsPerSec: r.requestsPerSec,
     total: n,
-    p50: r.latency.p50,
-    p90: r.latency.p90,
-    p99: r.latency.p99,
-    max: r.latency.max,
+    p50: r.p50,
+    p90: r.p90,
+    p99: r.p99,
+    max: r.max,
     errors: r.errors,
     non2xx: r.non2xx,
     serverCpuPct: pct.serverCpuPct,
@@ -259,38 +305,46 @@ async function intakeOnce(server: Server, apiKey: string, seconds: number): Prom
 }
 
 async function intake(server: Server, apiKey: string) {
+  const modes = [undefined, ...(settings.intakeRate ? [settings.intakeRate] : [])];
   log(
-    `\nintake: POST /api/v1/events with an API key, unique externalIds, API only (${settings.connections} connections, ${common.duration} s per run)`,
+    `\nintake: POST /api/v1/events with an API key, unique externalIds, API only (${settings.connections} connections, ` +
+      `flat out${settings.intakeRate ? ` and at ${settings.intakeRate}/s` : ''}, ${common.duration} s per run)`,
   );
   if (common.warmup > 0) {
-    const w = await intakeOnce(server, apiKey, common.warmup);
+    const w = await intakeOnce(server, apiKey, common.warmup, undefined);
     log(`  warm-up: ${w.requestsPerSec.toFixed(0)} req/s (not counted)`);
   }
-  const runs: IntakeRun[] = [];
-  for (let i = 1; i <= common.runs; i++) {
-    const r = await intakeOnce(server, apiKey, common.duration);
+  const byMode = [];
+  for (const rate of modes) {
+    const runs: IntakeRun[] = [];
+    for (let i = 1; i <= common.runs; i++) {
+      const r = await intakeOnce(server, apiKey, common.duration, rate);
+      log(
+        `  ${rate ? `${rate}/s` : 'flat out'} run ${i}: ${r.requestsPerSec.toFixed(0)} req/s, p50 ${r.p50} ms, p90 ${r.p90} ms, p99 ${r.p99} ms, max ${r.max} ms, ` +
+          `errors ${r.errors}, non-2xx ${r.non2xx}, CPU server ${r.serverCpuPct}% postgres ${r.postgresCpuPct}% bench ${r.benchCpuPct}% other ${r.otherCpuPct}%, ` +
+          `CPU µs/req server ${r.serverUsPerReq} postgres ${r.postgresUsPerReq}`,
+      );
+      runs.push(r);
+    }
+    const pick = (f: (r: IntakeRun) => number) => median(runs.map(f));
+    const m = {
+      requestsPerSec: Math.round(pick((r) => r.requestsPerSec)),
+      p50: pick((r) => r.p50),
+      p99: pick((r) => r.p99),
+      non2xx: pick((r) => r.non2xx),
+      serverCpuPct: pick((r) => r.serverCpuPct),
+      postgresCpuPct: pick((r) => r.postgresCpuPct),
+      benchCpuPct: pick((r) => r.benchCpuPct),
+      otherCpuPct: pick((r) => r.otherCpuPct),
+      serverUsPerReq: pick((r) => r.serverUsPerReq),
+      postgresUsPerReq: pick((r) => r.postgresUsPerReq),
+    };
     log(
-      `  run ${i}: ${r.requestsPerSec.toFixed(0)} req/s, p50 ${r.p50} ms, p90 ${r.p90} ms, p99 ${r.p99} ms, max ${r.max} ms, ` +
-        `errors ${r.errors}, non-2xx ${r.non2xx}, CPU server ${r.serverCpuPct}% postgres ${r.postgresCpuPct}% bench ${r.benchCpuPct}% other ${r.otherCpuPct}%, ` +
-        `CPU µs/req server ${r.serverUsPerReq} postgres ${r.postgresUsPerReq}`,
+      `  => ${rate ? `${rate}/s` : 'flat out'}, median of ${runs.length}: ${m.requestsPerSec} req/s, p50 ${m.p50} ms, p99 ${m.p99} ms`,
     );
-    runs.push(r);
+    byMode.push({ targetRate: rate ?? null, runs, median: m });
   }
-  const pick = (f: (r: IntakeRun) => number) => median(runs.map(f));
-  const m = {
-    requestsPerSec: Math.round(pick((r) => r.requestsPerSec)),
-    p50: pick((r) => r.p50),
-    p99: pick((r) => r.p99),
-    non2xx: pick((r) => r.non2xx),
-    serverCpuPct: pick((r) => r.serverCpuPct),
-    postgresCpuPct: pick((r) => r.postgresCpuPct),
-    benchCpuPct: pick((r) => r.benchCpuPct),
-    otherCpuPct: pick((r) => r.otherCpuPct),
-    serverUsPerReq: pick((r) => r.serverUsPerReq),
-    postgresUsPerReq: pick((r) => r.postgresUsPerReq),
-  };
-  log(`  => median of ${runs.length}: ${m.requestsPerSec} req/s, p50 ${m.p50} ms, p99 ${m.p99} ms`);
-  return { name: 'intake' as const, connections: settings.connections, runs, median: m };
+  return { name: 'intake' as const, connections: settings.connections, byMode };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -375,12 +429,12 @@ async function pipelineOnce(
     mode: rate ? 'rate' : 'flat-out',
     workers: workers.length,
     targetRate: rate ?? null,
-    intakePerSec: round(r.requests.average),
-    responses: r.requests.total,
+    intakePerSec: round(r.requestsPerSec),
+    responses: r.total,
     tasks: Object.values(counts).reduce((a, n) => a + n, 0),
     non2xx: r.non2xx,
     errors: r.errors,
-    intakeP99Ms: r.latency.p99,
+    intakeP99Ms: r.p99,
     done: l.done,
     notDone,
     tasksPerSec: l.span_ms ? round((l.done * 1000) / l.span_ms, 1) : NaN,
@@ -542,12 +596,13 @@ export async function runPipelineScenarios(
     }
   }
   if (results.intake) {
-    const m = results.intake.median;
-    md.push(
-      '',
-      `Intake (${results.intake.connections} connections, median of ${results.intake.runs.length}): ${m.requestsPerSec} req/s, p50 ${m.p50} ms, p99 ${m.p99} ms, non-2xx ${m.non2xx}, ` +
-        `CPU % server / postgres / bench / other ${m.serverCpuPct} / ${m.postgresCpuPct} / ${m.benchCpuPct} / ${m.otherCpuPct}, CPU µs/req server ${m.serverUsPerReq} postgres ${m.postgresUsPerReq}`,
-    );
+    for (const { targetRate, runs, median: m } of results.intake.byMode) {
+      md.push(
+        '',
+        `Intake ${targetRate ? `at ${targetRate}/s` : 'flat out'} (${results.intake.connections} connections, median of ${runs.length}): ${m.requestsPerSec} req/s, p50 ${m.p50} ms, p99 ${m.p99} ms, non-2xx ${m.non2xx}, ` +
+          `CPU % server / postgres / bench / other ${m.serverCpuPct} / ${m.postgresCpuPct} / ${m.benchCpuPct} / ${m.otherCpuPct}, CPU µs/req server ${m.serverUsPerReq} postgres ${m.postgresUsPerReq}`,
+      );
+    }
   }
   return { results, markdown: md.join('\n') };
 }

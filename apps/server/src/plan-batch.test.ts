@@ -136,6 +136,41 @@ describe('plan-tasks: an intake batch is planned and run together', () => {
     expect(await planJobs()).toHaveLength(0);
   });
 
+  it('queues the job by a plain insert once the queue knows the task name, by add_job before; both wake workers and run', async () => {
+    await t.db.owner`delete from graphile_worker._private_tasks where identifier = 'plan-tasks'`;
+    const woken: string[] = [];
+    const listening = await t.db.owner.listen('jobs:insert', (payload) => woken.push(payload));
+    try {
+      const submit = (subject: string) =>
+        submitEvent(t.res, a.tenant.id, SYSTEM_ACTOR, {
+          source: 'test',
+          type: 'message',
+          externalId: `e-${++n}`,
+          subject,
+        });
+      const first = await submit('quick first'); // a fresh queue: through add_job, which names the task
+      const second = await submit('quick second'); // now a plain insert
+      const jobs = await t.db.owner<
+        {
+          payload: { taskIds: string[] };
+          max_attempts: number;
+          key: string | null;
+          job_queue_id: number | null;
+        }[]
+      >`select j.payload, j.max_attempts, j.key, j.job_queue_id from graphile_worker._private_jobs j
+          join graphile_worker._private_tasks k on k.id = j.task_id
+         where k.identifier = 'plan-tasks' order by j.id`;
+      expect(jobs.map((j) => j.payload.taskIds)).toEqual([[first.taskId], [second.taskId]]);
+      for (const j of jobs) expect([j.max_attempts, j.key, j.job_queue_id]).toEqual([10, null, null]);
+      const deadline = Date.now() + 5000;
+      while (woken.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      expect(woken.map((w) => (JSON.parse(w) as { count: number }).count)).toEqual([1, 1]);
+      await workUntilDone([first.taskId, second.taskId]);
+    } finally {
+      await listening.unlisten();
+    }
+  });
+
   it('plans every task of the batch in one audit chain step and finishes their steps in one more', async () => {
     await t.db
       .owner`update tenants set settings = settings || '{"maxConcurrentSteps": 100}' where id = ${a.tenant.id}`;

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Tx } from '@steward/db/database';
 import { auditActor, type Actor, type Resources } from '../resources.ts';
-import { PLAN_BATCH } from '../executor/job-queue.ts';
+import { enqueue, PLAN_BATCH } from '../executor/job-queue.ts';
 import { conflict, notFound } from '../errors/app-error.ts';
 import { decodeCursor, encodeCursor, type Page } from '../shared/cursor.ts';
 import {
@@ -138,7 +138,11 @@ async function intakeBatch(
     actor_type: actor.type,
     actor_id: actor.id ?? null,
   }));
-  const created = await tx<{ id: string }[]>`
+  // The planning job is a plain insert into graphile-worker's queue table and its jobs:insert
+  // wake-up: what add_jobs does for a job without key or queue, without its upserts and key update
+  // (which PostgreSQL would plan again on every call). While the queue does not know the task name
+  // yet (a fresh database), nothing is inserted and enqueue() adds the job below.
+  const insert = tx<{ id: string; queued: number }[]>`
     with input as (
       select * from jsonb_to_recordset(${tx.json(rows as never)}) as x(
         ord int, event_id uuid, task_id uuid, source text, type text, external_id text, sender text,
@@ -154,12 +158,19 @@ async function intakeBatch(
       select ${tenantId}, i.task_id, i.title, i.source, i.event_id, i.actor_type, i.actor_id
         from input i join ev on ev.id = i.event_id
       returning id),
-    jobs as (
-      select count(*) as n from graphile_worker.add_jobs(array[
-        row('plan-tasks', json_build_object('tenantId', ${tenantId}::text, 'taskIds', (select json_agg(id) from t)),
-            null, null, 10, null, null, null)::graphile_worker.job_spec])
-      where exists (select 1 from t))
-    select t.id from t, jobs`;
+    job as (
+      insert into graphile_worker._private_jobs (task_id, payload, max_attempts)
+      select k.id, json_build_object('tenantId', ${tenantId}::text, 'taskIds', (select json_agg(id) from t)), 10
+        from graphile_worker._private_tasks k
+        where k.identifier = 'plan-tasks' and exists (select 1 from t)
+      returning id),
+    woken as (select pg_notify('jobs:insert', '{"count":1}') from job)
+    select t.id, (select count(*) from woken)::int as queued from t`.execute();
+  // The audit entries of the new tasks are written next: their chain head is read in this round trip.
+  res.audit.lockHead(tx, tenantId);
+  const created = await insert;
+  if (created.length && !created[0]!.queued)
+    await enqueue(tx, 'plan-tasks', { tenantId, taskIds: created.map((c) => c.id) }, { maxAttempts: 10 });
   const isNew = new Set(created.map((c) => c.id));
   const out: (Intake | undefined)[] = rows.map((r) =>
     isNew.has(r.task_id) ? { eventId: r.event_id, taskId: r.task_id, duplicate: false } : undefined,
