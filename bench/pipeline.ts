@@ -599,7 +599,7 @@ export async function runPipelineScenarios(
     for (const { targetRate, runs, median: m } of results.intake.byMode) {
       md.push(
         '',
-        `Intake ${targetRate ? `at ${targetRate}/s` : 'flat out'} (${results.intake.connections} connections, median of ${runs.length}): ${m.requestsPerSec} req/s, p50 ${m.p50} ms, p99 ${m.p99} ms, non-2xx ${m.non2xx}, ` +
+        `Intake ${targetRate ? `at ${targetRate}/s (open loop, up to ${settings.openLoopConnections} connections` : `flat out (${results.intake.connections} connections`}, median of ${runs.length}): ${m.requestsPerSec} req/s, p50 ${m.p50} ms, p99 ${m.p99} ms, non-2xx ${m.non2xx}, ` +
           `CPU % server / postgres / bench / other ${m.serverCpuPct} / ${m.postgresCpuPct} / ${m.benchCpuPct} / ${m.otherCpuPct}, CPU µs/req server ${m.serverUsPerReq} postgres ${m.postgresUsPerReq}`,
       );
     }

@@ -193,6 +193,37 @@ describe('an intact chain', () => {
     for (let i = 0; i < 10; i++) expect(actions.indexOf(`x${i}.two`)).toBe(actions.indexOf(`x${i}.one`) + 1);
   });
 
+  it('a head locked ahead (lockHead) is the one the next write uses; locking alone writes nothing', async () => {
+    const id = await newTenant(env); // no head row yet: the write creates it
+    const entry = (action: string) => ({ actorType: 'system' as const, action });
+    const lockedAhead = (actions: string[]) =>
+      env.db.withTenant(id, async (tx) => {
+        const statement = tx`select pg_sleep(0.01)`.execute();
+        env.audit.lockHead(tx, id); // pipelined behind the statement in flight
+        env.audit.lockHead(tx, id); // a second call sends nothing more
+        await statement;
+        for (const action of actions) await env.audit.record(tx, id, entry(action));
+      });
+    await lockedAhead(['first.one', 'first.two']);
+    await Promise.all(Array.from({ length: 8 }, (_, i) => lockedAhead([`x${i}.one`, `x${i}.two`])));
+    await lockedAhead([]);
+    await expect(
+      env.db.withTenant(id, async (tx) => {
+        const failing = tx`select 1/0`.execute();
+        env.audit.lockHead(tx, id);
+        await failing;
+      }),
+    ).rejects.toThrow(/division by zero/);
+    expect(await verify(env, id)).toEqual({ ok: true, checked: 18 });
+    const actions = (
+      await env.tdb.owner<
+        { action: string }[]
+      >`select action from audit_log where tenant_id = ${id} order by seq`
+    ).map((r) => r.action);
+    expect(actions.slice(0, 2)).toEqual(['first.one', 'first.two']);
+    for (let i = 0; i < 8; i++) expect(actions.indexOf(`x${i}.two`)).toBe(actions.indexOf(`x${i}.one`) + 1);
+  });
+
   it('a tenant without entries verifies as an empty chain', async () => {
     const id = await newTenant(env);
     expect(await verify(env, id)).toEqual({ ok: true, checked: 0 });
