@@ -241,6 +241,50 @@ describe('plan-tasks: an intake batch is planned and run together', () => {
     await workUntilDone(ids);
   });
 
+  it('wakes one held-back step per freed slot at once; the others keep their later backstop', async () => {
+    // A tenant of its own, so no step held back by an earlier test is the oldest in line.
+    const w = await createTenantFixture(t, 'wake');
+    expectStatus(
+      await t.app.inject({
+        method: 'POST',
+        url: '/api/v1/playbooks',
+        headers: bearer(w.token),
+        payload: {
+          name: 'Quick',
+          when: { subject: { contains: 'quick' } },
+          steps: [{ key: 'go', tool: 'noop', args: { note: '{{event.subject}}' }, risk: 'low' }],
+        },
+      }),
+      201,
+    );
+    await t.db
+      .owner`update tenants set settings = settings || '{"maxConcurrentSteps": 2}' where id = ${w.tenant.id}`;
+    const intake = await Promise.all(
+      Array.from({ length: 6 }, (_, i) =>
+        submitEvent(t.res, w.tenant.id, SYSTEM_ACTOR, {
+          source: 'test',
+          type: 'message',
+          subject: `quick ${i}`,
+        }),
+      ),
+    );
+    const ids = intake.map((i) => i.taskId);
+    await planTasks(t.res, w.tenant.id, ids);
+    // Two ran and finished in the batch; the two slots they freed woke the two steps held back
+    // longest, whose jobs are due now; the other two still wait for their backstop (2 s).
+    const held = await t.db.owner<{ status: string; woken: boolean; due_in_ms: number | null }[]>`
+      select s.status, s.throttled_at is null as woken,
+             (extract(epoch from (j.run_at - now())) * 1000)::float8 as due_in_ms
+      from steps s left join graphile_worker._private_jobs j on j.key = 'step:' || s.id
+      where s.task_id = any(${ids}::uuid[]) order by s.status, s.throttled_at nulls first`;
+    expect(held.filter((h) => h.status === 'succeeded')).toHaveLength(2);
+    const ready = held.filter((h) => h.status === 'ready');
+    expect(ready.map((h) => h.woken)).toEqual([true, true, false, false]);
+    for (const h of ready.slice(0, 2)) expect(h.due_in_ms!).toBeLessThanOrEqual(0);
+    for (const h of ready.slice(2)) expect(h.due_in_ms!).toBeGreaterThan(1000);
+    await workUntilDone(ids);
+  });
+
   it('plans the others when one task of the batch cannot be stored, and fails the job for it', async () => {
     const intake = await burst(['quick a', 'quick b', 'quick c']);
     const ids = intake.map((i) => i.taskId);

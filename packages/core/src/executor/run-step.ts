@@ -48,7 +48,9 @@ export const THROTTLE_BACKSTOP_MS = 2000;
 /**
  * Steps of the tenant left `running`, so slots are free: queue the steps that have waited longest
  * for one now (their backstop jobs are moved forward), one per slot. SKIP LOCKED: never waits for
- * another task's row. With `reapers` (job keys), the same statement deletes those reaper jobs
+ * another task's row. The candidates are chosen once (`array(...)`): as `id in (subquery)` the
+ * planner may run the subquery again per row, and steps held back together tie on throttled_at, so
+ * each run could pick others and more steps than slots were woken. With `reapers` (job keys), the same statement deletes those reaper jobs
  * (see storeOutcome).
  */
 export async function wakeThrottled(
@@ -65,9 +67,9 @@ export async function wakeThrottled(
         : tx``
     }
     update steps set throttled_at = null
-    where tenant_id = ${tenantId} and id in (
+    where tenant_id = ${tenantId} and id = any(array(
       select id from steps where tenant_id = ${tenantId} and throttled_at is not null and status = 'ready'
-      order by throttled_at limit ${slots} for update skip locked)
+      order by throttled_at, id limit ${slots} for update skip locked))
     returning id`;
   await enqueueMany(
     tx,
