@@ -36,19 +36,8 @@ beforeAll(async () => {
       throw new ToolError('BROKEN', 'this always fails', { retryable: false });
     },
   });
-  const playbook = (name: string, contains: string, risk: string) =>
-    t.app.inject({
-      method: 'POST',
-      url: '/api/v1/playbooks',
-      headers: bearer(a.token),
-      payload: {
-        name,
-        when: { subject: { contains } },
-        steps: [{ key: 'go', tool: 'noop', args: { note: '{{event.subject}}' }, risk }],
-      },
-    });
-  expectStatus(await playbook('Quick', 'quick', 'low'), 201);
-  expectStatus(await playbook('Careful', 'careful', 'high'), 201);
+  await addPlaybook(a, 'Quick', 'quick', [oneStep('low')]);
+  await addPlaybook(a, 'Careful', 'careful', [oneStep('high')]);
 });
 afterAll(async () => {
   await t?.close();
@@ -59,12 +48,24 @@ beforeEach(async () => {
   await t.db.owner`update tenants set settings = settings - 'maxConcurrentSteps' where id = ${a.tenant.id}`;
 });
 
+/** A playbook of the tenant for events whose subject contains `contains`. */
+async function addPlaybook(tenant: TenantFixture, name: string, contains: string, steps: unknown[]) {
+  const created = await t.app.inject({
+    method: 'POST',
+    url: '/api/v1/playbooks',
+    headers: bearer(tenant.token),
+    payload: { name, when: { subject: { contains } }, steps },
+  });
+  expectStatus(created, 201);
+}
+const oneStep = (risk: string) => ({ key: 'go', tool: 'noop', args: { note: '{{event.subject}}' }, risk });
+
 let n = 0;
 /** Submit events at once, so the intake groups them into batches as under load. */
-const burst = (subjects: string[]) =>
+const burst = (subjects: string[], tenantId = a.tenant.id) =>
   Promise.all(
     subjects.map((subject) =>
-      submitEvent(t.res, a.tenant.id, SYSTEM_ACTOR, {
+      submitEvent(t.res, tenantId, SYSTEM_ACTOR, {
         source: 'test',
         type: 'message',
         externalId: `e-${++n}`,
@@ -244,29 +245,12 @@ describe('plan-tasks: an intake batch is planned and run together', () => {
   it('wakes one held-back step per freed slot at once; the others keep their later backstop', async () => {
     // A tenant of its own, so no step held back by an earlier test is the oldest in line.
     const w = await createTenantFixture(t, 'wake');
-    expectStatus(
-      await t.app.inject({
-        method: 'POST',
-        url: '/api/v1/playbooks',
-        headers: bearer(w.token),
-        payload: {
-          name: 'Quick',
-          when: { subject: { contains: 'quick' } },
-          steps: [{ key: 'go', tool: 'noop', args: { note: '{{event.subject}}' }, risk: 'low' }],
-        },
-      }),
-      201,
-    );
+    await addPlaybook(w, 'Quick', 'quick', [oneStep('low')]);
     await t.db
       .owner`update tenants set settings = settings || '{"maxConcurrentSteps": 2}' where id = ${w.tenant.id}`;
-    const intake = await Promise.all(
-      Array.from({ length: 6 }, (_, i) =>
-        submitEvent(t.res, w.tenant.id, SYSTEM_ACTOR, {
-          source: 'test',
-          type: 'message',
-          subject: `quick ${i}`,
-        }),
-      ),
+    const intake = await burst(
+      Array.from({ length: 6 }, (_, i) => `quick ${i}`),
+      w.tenant.id,
     );
     const ids = intake.map((i) => i.taskId);
     await planTasks(t.res, w.tenant.id, ids);
@@ -317,28 +301,18 @@ describe('plan-tasks: outcomes of a batch', () => {
   it('finishes parallel first steps in bulk, queues the step that waited for both, and fails a task whose step failed', async () => {
     await t.db
       .owner`update tenants set settings = settings || '{"maxConcurrentSteps": 100}' where id = ${a.tenant.id}`;
-    const playbook = (name: string, contains: string, steps: unknown[]) =>
-      t.app.inject({
-        method: 'POST',
-        url: '/api/v1/playbooks',
-        headers: bearer(a.token),
-        payload: { name, when: { subject: { contains } }, steps },
-      });
     const noop = (key: string, dependsOn: string[] = []) => ({
       key,
       tool: 'noop',
       args: { note: key },
       dependsOn,
     });
-    expectStatus(await playbook('Fan in', 'fan-in', [noop('x'), noop('y'), noop('z', ['x', 'y'])]), 201);
-    expectStatus(
-      await playbook('Broken', 'broken', [
-        noop('first'),
-        { key: 'bad', tool: 'test.broken', args: { note: 'bad' } },
-        noop('after', ['first', 'bad']),
-      ]),
-      201,
-    );
+    await addPlaybook(a, 'Fan in', 'fan-in', [noop('x'), noop('y'), noop('z', ['x', 'y'])]);
+    await addPlaybook(a, 'Broken', 'broken', [
+      noop('first'),
+      { key: 'bad', tool: 'test.broken', args: { note: 'bad' } },
+      noop('after', ['first', 'bad']),
+    ]);
     const [quick, fan, broken] = await burst(['quick again', 'fan-in', 'broken']);
     const ids = [quick!.taskId, fan!.taskId, broken!.taskId];
     await planTasks(t.res, a.tenant.id, ids);

@@ -66,6 +66,12 @@ export function entryHash(key: Buffer, e: Omit<AuditEntry, 'hash'>): string {
   return createHmac('sha256', key).update(body).digest('hex');
 }
 
+/** The tenant's chain head, locked until the transaction ends. */
+const lockedHead = (tx: Tx, tenantId: string) =>
+  tx<
+    { seq: string; hash: string }[]
+  >`select seq, hash from audit_heads where tenant_id = ${tenantId} for update`;
+
 export interface AppendListener {
   (tenantId: string, seq: number): void;
 }
@@ -114,8 +120,7 @@ export class AuditLog {
     let byTenant = this.#heads.get(tx);
     if (!byTenant) this.#heads.set(tx, (byTenant = new Map()));
     if (byTenant.has(tenantId)) return;
-    const head = tx<{ seq: string; hash: string }[]>`
-      select seq, hash from audit_heads where tenant_id = ${tenantId} for update`.execute();
+    const head = lockedHead(tx, tenantId).execute();
     head.catch(() => {}); // a failure fails the transaction; #write sees it if it gets that far
     byTenant.set(tenantId, head);
   }
@@ -181,16 +186,14 @@ export class AuditLog {
     leave: boolean,
   ): Promise<{ entries: AuditEntry[]; tail?: Promise<unknown> }> {
     if (!inputs.length) return { entries: [] };
-    const locked = this.#heads.get(tx)?.get(tenantId);
-    this.#heads.get(tx)?.delete(tenantId);
-    let [head] = await (locked ??
-      tx<{ seq: string; hash: string }[]>`
-        select seq, hash from audit_heads where tenant_id = ${tenantId} for update`);
+    const heads = this.#heads.get(tx);
+    const locked = heads?.get(tenantId);
+    heads?.delete(tenantId);
+    let [head] = await (locked ?? lockedHead(tx, tenantId));
     if (!head) {
       await tx`insert into audit_heads (tenant_id, seq, hash) values (${tenantId}, 0, ${GENESIS_HASH})
                on conflict (tenant_id) do nothing`;
-      [head] = await tx<{ seq: string; hash: string }[]>`
-        select seq, hash from audit_heads where tenant_id = ${tenantId} for update`;
+      [head] = await lockedHead(tx, tenantId);
     }
     const key = this.#chainKey(tenantId);
     const at = new Date().toISOString();

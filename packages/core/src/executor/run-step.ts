@@ -50,8 +50,8 @@ export const THROTTLE_BACKSTOP_MS = 2000;
  * for one now (their backstop jobs are moved forward), one per slot. SKIP LOCKED: never waits for
  * another task's row. The candidates are chosen once (`array(...)`): as `id in (subquery)` the
  * planner may run the subquery again per row, and steps held back together tie on throttled_at, so
- * each run could pick others and more steps than slots were woken. With `reapers` (job keys), the same statement deletes those reaper jobs
- * (see storeOutcome).
+ * each run could pick others and more steps than slots were woken. With `reapers` (job keys), the
+ * same statement deletes those reaper jobs (see storeOutcome).
  */
 export async function wakeThrottled(
   tx: Tx,
