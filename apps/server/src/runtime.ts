@@ -4,7 +4,6 @@ import { migrateJobQueue } from '@steward/db/job-queue-schema';
 import { migrate } from '@steward/db/migrate';
 import { checkRuntimeRole, ensureRuntimeRole, grantAppRole } from '@steward/db/runtime-role';
 import { AuditLog } from '@steward/core/audit/audit-log';
-import { AuditSealer } from '@steward/core/audit/audit-sealer';
 import { Checkpointer } from '@steward/core/audit/checkpointer';
 import { CheckpointStore } from '@steward/core/audit/checkpoint-store';
 import { loadMasterKey, type MasterKey } from '@steward/core/crypto/master-key';
@@ -108,15 +107,10 @@ export async function openRuntime(config: Config, opts: OpenOptions = {}): Promi
       onError: (e) => log(`audit checkpoint failed: ${(e as Error).message}`),
     });
     audit.onAppend(checkpointer.noteAppend);
-    const auditSealer = new AuditSealer(db, audit, {
-      onError: (e) => log(`audit sealing failed: ${(e as Error).message}`),
-    });
-    audit.onStage(auditSealer.kick);
     const res: Resources = {
       db,
       master,
       audit,
-      auditSealer,
       checkpoints,
       tokens,
       auth: new Authenticator(db, tokens),
@@ -143,7 +137,6 @@ export async function openRuntime(config: Config, opts: OpenOptions = {}): Promi
       appUrl,
       checkpointer,
       async close() {
-        await auditSealer.stop();
         await checkpointer.stop().catch(() => {});
         await guard?.close().catch(() => {});
         await keys.close().catch(() => {});

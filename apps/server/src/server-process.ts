@@ -27,7 +27,6 @@ export async function runServer(config: Config, role: Role): Promise<void> {
   });
   const { res } = runtime;
   runtime.checkpointer.start();
-  res.auditSealer.start();
 
   let app: Awaited<ReturnType<typeof buildApp>> | undefined;
   let worker: WorkerHandle | undefined;

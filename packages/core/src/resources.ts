@@ -1,6 +1,5 @@
 import type { Database } from '@steward/db/database';
 import type { AuditLog } from './audit/audit-log.ts';
-import type { AuditSealer } from './audit/audit-sealer.ts';
 import type { CheckpointStore } from './audit/checkpoint-store.ts';
 import type { MasterKey } from './crypto/master-key.ts';
 import type { AccessTokens } from './identity/access-tokens.ts';
@@ -19,8 +18,6 @@ export interface Resources {
   db: Database;
   master: MasterKey;
   audit: AuditLog;
-  /** Chains the entries `audit.record` staged; readers of the chain call `seal` first. */
-  auditSealer: AuditSealer;
   checkpoints: CheckpointStore;
   tokens: AccessTokens;
   auth: Authenticator;

@@ -70,20 +70,6 @@ export function beforeCommit(tx: Tx, fn: CommitHook): boolean {
   return true;
 }
 
-/** Callbacks queued by afterCommit, per open transaction handle. */
-const afterCommitHooks = new WeakMap<object, (() => void)[]>();
-
-/**
- * Call `fn` once `tx` has committed (never if it rolls back), before the transaction's promise
- * resolves. False when `tx` is not a transaction opened by withTenant/withSystemAccess.
- */
-export function afterCommit(tx: Tx, fn: () => void): boolean {
-  const hooks = afterCommitHooks.get(tx);
-  if (!hooks) return false;
-  hooks.push(fn);
-  return true;
-}
-
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export function isUuid(value: unknown): value is string {
@@ -154,7 +140,6 @@ export function createDatabase(options: DatabaseOptions): Database {
       ];
       for (const p of setup) p.catch(() => {});
       commitHooks.set(conn, []);
-      afterCommitHooks.set(conn, []);
       try {
         const result = await fn(conn);
         await Promise.all(setup);
@@ -180,14 +165,6 @@ export function createDatabase(options: DatabaseOptions): Database {
           const value = (await watched)[0]?.v;
           if (value) w.listener(value);
         }
-        for (const hook of afterCommitHooks.get(conn)!) {
-          try {
-            hook();
-          } catch (error) {
-            // The transaction has committed: a failing callback must not make it look failed.
-            process.emitWarning(`afterCommit callback failed: ${(error as Error).message}`);
-          }
-        }
         return result;
       } catch (error) {
         await conn.unsafe('rollback').catch(() => {});
@@ -195,7 +172,6 @@ export function createDatabase(options: DatabaseOptions): Database {
       }
     } finally {
       commitHooks.delete(conn);
-      afterCommitHooks.delete(conn);
       inUse--;
       conn.release();
     }

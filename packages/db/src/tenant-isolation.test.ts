@@ -17,14 +17,7 @@ const B = randomUUID();
  * tenant context.
  */
 // Login, API key and SCIM token lookups, the scheduler and the SIEM forwarder read these across tenants.
-const SYSTEM_READABLE = [
-  'api_keys',
-  'audit_pending', // the audit sealer's sweep finds tenants with entries nobody sealed
-  'memberships',
-  'schedules',
-  'scim_tokens',
-  'siem_destinations',
-];
+const SYSTEM_READABLE = ['api_keys', 'memberships', 'schedules', 'scim_tokens', 'siem_destinations'];
 /** Sample values for columns whose CHECK constraints the type-based generator cannot meet: table -> column -> value. */
 const SAMPLE_OVERRIDES: Record<string, Record<string, () => string>> = {
   // A wrapped data key is 48 bytes (key and tag), an AES-GCM nonce 12 (the string's characters are its bytes).

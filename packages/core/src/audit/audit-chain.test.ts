@@ -17,9 +17,7 @@ import {
   TEST_MASTER_KEY,
   type TestDatabase,
 } from '@steward/db/testing/test-database';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { AuditLog } from './audit-log.ts';
-import { AuditSealer } from './audit-sealer.ts';
 import { verifyTenantAudit } from './audit-service.ts';
 import { Checkpointer } from './checkpointer.ts';
 import { CheckpointStore, type Checkpoint } from './checkpoint-store.ts';
@@ -35,7 +33,6 @@ interface Env {
   db: Database;
   dataDir: string;
   audit: AuditLog;
-  sealer: AuditSealer;
   store: CheckpointStore;
   checkpointer: Checkpointer;
   res: Resources;
@@ -47,12 +44,6 @@ async function openEnv(): Promise<Env> {
   const db = createDatabase({ url: await runtimeUrl(tdb), max: 4 });
   const dataDir = await mkdtemp(path.join(tmpdir(), 'steward-audit-test-'));
   const audit = new AuditLog(master);
-  const sealer = new AuditSealer(db, audit, {
-    onError: (e) => {
-      throw e;
-    },
-  });
-  audit.onStage(sealer.kick);
   const store = new CheckpointStore(dataDir, master);
   const checkpointer = new Checkpointer(db, store, {
     onError: (e) => {
@@ -60,21 +51,19 @@ async function openEnv(): Promise<Env> {
     },
   });
   // verifyTenantAudit reads only these; the rest of Resources belongs to the HTTP app.
-  const res = { db, master, checkpoints: store, auditSealer: sealer } as Pick<
+  const res = { db, master, checkpoints: store } as Pick<
     Resources,
-    'db' | 'master' | 'checkpoints' | 'auditSealer'
+    'db' | 'master' | 'checkpoints'
   > as Resources;
   return {
     tdb,
     db,
     dataDir,
     audit,
-    sealer,
     store,
     checkpointer,
     res,
     async close() {
-      await sealer.stop();
       await db.close();
       await tdb.drop();
       await rm(dataDir, { recursive: true, force: true });
@@ -156,37 +145,19 @@ describe('an intact chain', () => {
     expect(await verify(env, id)).toEqual({ ok: true, checked: 8, checkpointSeq: 5 });
   });
 
-  it('recorded entries are staged with the commit and sealed in order, after earlier appends', async () => {
+  it('recorded entries are written at commit as one chain step, in order, and after earlier appends', async () => {
     const id = await newTenant(env);
-    const unsealed = new AuditLog(master); // no sealer listens: entries stay staged until sealed by hand
     const entry = (action: string) => ({ actorType: 'system' as const, action, details: { action } });
-    const staged = () =>
-      env.tdb.owner<
-        { action: string }[]
-      >`select action from audit_pending where tenant_id = ${id} order by id`;
     await env.db.withTenant(id, async (tx) => {
-      await unsealed.record(tx, id, entry('a.recorded'));
-      await unsealed.record(tx, id, entry('b.recorded'));
+      await env.audit.record(tx, id, entry('a.recorded'));
+      await env.audit.record(tx, id, entry('b.recorded'));
       // Nothing is written before the commit...
       expect(await tx`select 1 from audit_log where tenant_id = ${id}`).toHaveLength(0);
-      expect(await tx`select 1 from audit_pending where tenant_id = ${id}`).toHaveLength(0);
-      // ...unless an immediate append follows: the recorded entries are chained first, with it.
-      await unsealed.append(tx, id, entry('c.appended'));
-      await unsealed.record(tx, id, entry('d.recorded'));
-      await unsealed.record(tx, id, entry('e.recorded'));
+      // ...unless an immediate append follows: the recorded entries go first.
+      await env.audit.append(tx, id, entry('c.appended'));
+      await env.audit.record(tx, id, entry('d.recorded'));
+      await env.audit.record(tx, id, entry('e.recorded'));
     });
-    expect((await staged()).map((r) => r.action)).toEqual(['d.recorded', 'e.recorded']);
-    // A transaction that fails stages none of its entries.
-    await expect(
-      env.db.withTenant(id, async (tx) => {
-        await unsealed.record(tx, id, entry('f.recorded'));
-        throw new Error('rolled back');
-      }),
-    ).rejects.toThrow('rolled back');
-    expect(await staged()).toHaveLength(2);
-    const sealed = await env.db.withTenant(id, (tx) => unsealed.sealPending(tx, id, { wait: true }));
-    expect(sealed).toEqual({ sealed: 2, busy: false, more: false });
-    expect(await staged()).toHaveLength(0);
     const rows = await env.tdb.owner<{ seq: string; action: string }[]>`
       select seq, action from audit_log where tenant_id = ${id} order by seq`;
     expect(rows.map((r) => [Number(r.seq), r.action])).toEqual([
@@ -197,11 +168,14 @@ describe('an intact chain', () => {
       [5, 'e.recorded'],
     ]);
     expect(await verify(env, id)).toEqual({ ok: true, checked: 5 });
-  });
-
-  it('the sealer chains what concurrent transactions staged soon after they commit, gap-free and in order', async () => {
-    const id = await newTenant(env); // no head row yet: the first seal creates it
-    const entry = (action: string) => ({ actorType: 'system' as const, action });
+    // A transaction that fails writes none of its recorded entries.
+    await expect(
+      env.db.withTenant(id, async (tx) => {
+        await env.audit.record(tx, id, entry('f.recorded'));
+        throw new Error('rolled back');
+      }),
+    ).rejects.toThrow('rolled back');
+    // Concurrent transactions each recording two entries keep the chain gap-free.
     await Promise.all(
       Array.from({ length: 10 }, (_, i) =>
         env.db.withTenant(id, async (tx) => {
@@ -210,69 +184,44 @@ describe('an intact chain', () => {
         }),
       ),
     );
-    // Kicked after each commit (env.audit.onStage), not by a reader:
-    const count = async () =>
-      Number(
-        (
-          await env.tdb.owner<{ n: string }[]>`select count(*) as n from audit_log where tenant_id = ${id}`
-        )[0]!.n,
-      );
-    for (let waited = 0; (await count()) < 20 && waited < 5000; waited += 20) await sleep(20);
-    expect(await count()).toBe(20);
-    expect(await verify(env, id)).toEqual({ ok: true, checked: 20 });
+    expect(await verify(env, id)).toEqual({ ok: true, checked: 25 });
     const actions = (
       await env.tdb.owner<
         { action: string }[]
       >`select action from audit_log where tenant_id = ${id} order by seq`
     ).map((r) => r.action);
     for (let i = 0; i < 10; i++) expect(actions.indexOf(`x${i}.two`)).toBe(actions.indexOf(`x${i}.one`) + 1);
-    expect(await env.tdb.owner`select 1 from audit_pending where tenant_id = ${id}`).toHaveLength(0);
   });
 
-  it('a seal does not wait for a held chain head (busy) unless asked to; a reader sees every committed entry', async () => {
-    const id = await seededTenant(env, 1);
-    const unsealed = new AuditLog(master);
-    await env.db.withTenant(id, (tx) =>
-      unsealed.record(tx, id, { actorType: 'system', action: 'staged.one' }),
-    );
-    let release!: () => void;
-    const holding = env.db.withTenant(id, async (tx) => {
-      await unsealed.append(tx, id, { actorType: 'system', action: 'held.append' });
-      await new Promise<void>((r) => (release = r));
-    });
-    await sleep(50);
-    const skipped = await env.db.withTenant(id, (tx) => unsealed.sealPending(tx, id, { wait: false }));
-    expect(skipped).toEqual({ sealed: 0, busy: true, more: false });
-    // A reader's seal waits for the head, then chains the staged entry after the held append.
-    const reading = verify(env, id);
-    await sleep(50);
-    release();
-    await holding;
-    expect(await reading).toEqual({ ok: true, checked: 3 });
+  it('a head locked ahead (lockHead) is the one the next write uses; locking alone writes nothing', async () => {
+    const id = await newTenant(env); // no head row yet: the write creates it
+    const entry = (action: string) => ({ actorType: 'system' as const, action });
+    const lockedAhead = (actions: string[]) =>
+      env.db.withTenant(id, async (tx) => {
+        const statement = tx`select pg_sleep(0.01)`.execute();
+        env.audit.lockHead(tx, id); // pipelined behind the statement in flight
+        env.audit.lockHead(tx, id); // a second call sends nothing more
+        await statement;
+        for (const action of actions) await env.audit.record(tx, id, entry(action));
+      });
+    await lockedAhead(['first.one', 'first.two']);
+    await Promise.all(Array.from({ length: 8 }, (_, i) => lockedAhead([`x${i}.one`, `x${i}.two`])));
+    await lockedAhead([]);
+    await expect(
+      env.db.withTenant(id, async (tx) => {
+        const failing = tx`select 1/0`.execute();
+        env.audit.lockHead(tx, id);
+        await failing;
+      }),
+    ).rejects.toThrow(/division by zero/);
+    expect(await verify(env, id)).toEqual({ ok: true, checked: 18 });
     const actions = (
       await env.tdb.owner<
         { action: string }[]
       >`select action from audit_log where tenant_id = ${id} order by seq`
     ).map((r) => r.action);
-    expect(actions.slice(1)).toEqual(['held.append', 'staged.one']);
-  });
-
-  it('the sweep finds entries a process staged and never sealed (it died)', async () => {
-    const id = await newTenant(env);
-    const dead = new AuditLog(master);
-    await env.db.withTenant(id, (tx) =>
-      dead.record(tx, id, { actorType: 'system', action: 'orphan.staged' }),
-    );
-    expect(await env.tdb.owner`select 1 from audit_pending where tenant_id = ${id}`).toHaveLength(1);
-    await env.sealer.sweep();
-    for (let waited = 0; waited < 5000; waited += 20) {
-      if (!(await env.tdb.owner`select 1 from audit_pending where tenant_id = ${id}`).length) break;
-      await sleep(20);
-    }
-    const rows = await env.tdb.owner<
-      { action: string }[]
-    >`select action from audit_log where tenant_id = ${id}`;
-    expect(rows.map((r) => r.action)).toEqual(['orphan.staged']);
+    expect(actions.slice(0, 2)).toEqual(['first.one', 'first.two']);
+    for (let i = 0; i < 8; i++) expect(actions.indexOf(`x${i}.two`)).toBe(actions.indexOf(`x${i}.one`) + 1);
   });
 
   it('a tenant without entries verifies as an empty chain', async () => {

@@ -1,5 +1,5 @@
 import { createHmac } from 'node:crypto';
-import { afterCommit, beforeCommit, type Tx } from '@steward/db/database';
+import { beforeCommit, type Tx } from '@steward/db/database';
 import { canonicalJson } from '../crypto/canonical-json.ts';
 import type { MasterKey } from '../crypto/master-key.ts';
 
@@ -76,31 +76,13 @@ export interface AppendListener {
   (tenantId: string, seq: number): void;
 }
 
-/** An entry to chain, with the time it was staged (unset: when it is chained). */
-type Timed = AuditInput & { at?: string };
-
-/** Staged entries a sealer chains per transaction at most (the rest in the next one). */
-export const SEAL_BATCH = 5000;
-
-export interface SealResult {
-  /** Entries chained. */
-  sealed: number;
-  /** Another transaction held the chain head (only when not waiting): try again later. */
-  busy: boolean;
-  /** More staged entries are left than one batch took. */
-  more: boolean;
-}
-
 /**
- * A tenant's audit chain, written inside the caller's transaction. `append` chains entries at once
- * (the chain head row stays locked until the transaction ends); `record` stages them, to be chained
- * by `sealPending` after the commit (see AuditSealer), so that busy transactions never wait for each
- * other's commits on the chain head. Either way an entry commits exactly when its change commits.
+ * Appends to a tenant's audit chain inside the caller's transaction, so an entry commits exactly
+ * when the change it records commits. The chain head row is locked for the rest of the transaction.
  */
 export class AuditLog {
   readonly #master: MasterKey;
   readonly #listeners: AppendListener[] = [];
-  readonly #stageListeners: ((tenantId: string) => void)[] = [];
   /** Chain keys by tenant: an HKDF derivation per append was ~3 % of a worker's CPU in the pipeline. */
   readonly #keys = new Map<string, Buffer>();
 
@@ -108,14 +90,8 @@ export class AuditLog {
     this.#master = master;
   }
 
-  /** Called after entries are chained (inside the chaining transaction, after its write). */
   onAppend(listener: AppendListener): void {
     this.#listeners.push(listener);
-  }
-
-  /** Called after a transaction that staged entries for the tenant has committed. */
-  onStage(listener: (tenantId: string) => void): void {
-    this.#stageListeners.push(listener);
   }
 
   #chainKey(tenantId: string): Buffer {
@@ -129,8 +105,25 @@ export class AuditLog {
     return key;
   }
 
-  /** Entries recorded with `record` and not yet staged, per transaction and tenant. */
+  /** Entries recorded with `record` and not yet written, per transaction and tenant. */
   readonly #pending = new WeakMap<Tx, Map<string, AuditInput[]>>();
+  /** Head rows asked for by `lockHead` and not yet used, per transaction and tenant. */
+  readonly #heads = new WeakMap<Tx, Map<string, Promise<{ seq: string; hash: string }[]>>>();
+
+  /**
+   * Send the select that locks the tenant's chain head now, without waiting for it: pipelined
+   * behind the statement in flight, it saves the round trip the next write of entries would spend
+   * on it. For a transaction that records entries right after its current statement; the lock is
+   * held from there to the commit, as it would be anyway.
+   */
+  lockHead(tx: Tx, tenantId: string): void {
+    let byTenant = this.#heads.get(tx);
+    if (!byTenant) this.#heads.set(tx, (byTenant = new Map()));
+    if (byTenant.has(tenantId)) return;
+    const head = lockedHead(tx, tenantId).execute();
+    head.catch(() => {}); // a failure fails the transaction; #write sees it if it gets that far
+    byTenant.set(tenantId, head);
+  }
 
   /** Append one entry now (entries this transaction recorded before it are written first, in order). */
   async append(tx: Tx, tenantId: string, input: AuditInput): Promise<AuditEntry> {
@@ -139,14 +132,16 @@ export class AuditLog {
   }
 
   /**
-   * Record an entry that is staged in the transaction's last statement (sent with COMMIT) and
-   * chained after the commit. Takes no lock. Outside a withTenant transaction it is appended at once.
+   * Record an entry that is written just before the transaction commits, together with every other
+   * entry the transaction recorded for the tenant: one chain step under one head lock, taken as late
+   * as possible, so the tenant's chain is locked for two statements and the commit instead of for
+   * the rest of the transaction. The entry commits exactly when the change it records commits.
    */
   async record(tx: Tx, tenantId: string, input: AuditInput): Promise<void> {
     let byTenant = this.#pending.get(tx);
     if (!byTenant) {
       byTenant = new Map();
-      const queued = beforeCommit(tx, () => this.#stage(tx));
+      const queued = beforeCommit(tx, () => this.#flush(tx));
       if (!queued) {
         await this.append(tx, tenantId, input);
         return;
@@ -158,32 +153,16 @@ export class AuditLog {
     else byTenant.set(tenantId, [input]);
   }
 
-  /** Insert the transaction's recorded entries into audit_pending, unawaited (pipelined with COMMIT). */
-  async #stage(tx: Tx): Promise<{ tail: Promise<unknown> } | void> {
+  async #flush(tx: Tx): Promise<{ tail: Promise<unknown> } | void> {
     const byTenant = this.#pending.get(tx);
     this.#pending.delete(tx);
     if (!byTenant) return;
-    const now = new Date().toISOString(); // one time for the transaction's entries, as in one append
-    const rows = [...byTenant]
-      .flatMap(([tenantId, inputs]) => inputs.map((input) => columns(tenantId, row(input, now))))
-      .map((r, ord) => ({ ord, ...r }));
-    if (!rows.length) return;
-    const staged =
-      tx`insert into audit_pending (tenant_id, at, actor_type, actor_id, actor_label, action, target_type,
-                 target_id, outcome, request_id, ip, details)
-               select tenant_id, at, actor_type, actor_id, actor_label, action, target_type,
-                 target_id, outcome, request_id, ip, details
-               from jsonb_to_recordset(${tx.json(rows as never)}::jsonb)
-                 as r(ord int, tenant_id uuid, at timestamptz, actor_type text, actor_id text, actor_label text,
-                   action text, target_type text, target_id text, outcome text, request_id text, ip text,
-                   details jsonb)
-               order by ord`.execute();
-    staged.catch(() => {}); // fails the COMMIT it is sent with, which reports it
-    const tenants = [...byTenant.keys()];
-    afterCommit(tx, () => {
-      for (const tenantId of tenants) for (const l of this.#stageListeners) l(tenantId);
-    });
-    return { tail: staged };
+    const tenants = [...byTenant].filter(([, inputs]) => inputs.length);
+    for (const [i, [tenantId, inputs]] of tenants.entries()) {
+      const last = i === tenants.length - 1;
+      const written = await this.#write(tx, tenantId, inputs, last);
+      if (last && written.tail) return { tail: written.tail };
+    }
   }
 
   /** Append several entries in order under one lock of the tenant's chain head. */
@@ -193,63 +172,48 @@ export class AuditLog {
       this.#pending.get(tx)!.delete(tenantId);
       inputs = [...earlier, ...inputs];
     }
-    return this.#write(tx, tenantId, inputs);
+    return (await this.#write(tx, tenantId, inputs, false)).entries;
   }
 
   /**
-   * Chain up to SEAL_BATCH of the tenant's staged entries (committed ones, oldest first) under its
-   * chain head, in the caller's transaction. With `wait` false, a head another transaction holds is
-   * not waited for: the result says `busy`.
+   * Lock the head, chain the entries, write them and the new head in one statement. With `leave`,
+   * that statement is returned unawaited (`tail`), to be sent together with COMMIT.
    */
-  async sealPending(tx: Tx, tenantId: string, opts: { wait: boolean }): Promise<SealResult> {
-    const idle = { sealed: 0, busy: false, more: false };
-    let [head] = opts.wait
-      ? await lockedHead(tx, tenantId)
-      : await tx<{ seq: string; hash: string }[]>`
-          select seq, hash from audit_heads where tenant_id = ${tenantId} for update skip locked`;
-    if (!head) {
-      if (!opts.wait) {
-        const [held] = await tx`select 1 from audit_heads where tenant_id = ${tenantId}`;
-        if (held) return { ...idle, busy: true };
-      }
-      head = await this.#newHead(tx, tenantId);
-    }
-    const staged = await tx<StagedRow[]>`
-      delete from audit_pending where tenant_id = ${tenantId} and id = any(array(
-        select id from audit_pending where tenant_id = ${tenantId} order by id limit ${SEAL_BATCH}))
-      returning *`;
-    if (!staged.length) return idle;
-    staged.sort((a, b) => Number(a.id) - Number(b.id));
-    await this.#write(tx, tenantId, staged.map(fromStaged), head);
-    return { sealed: staged.length, busy: false, more: staged.length === SEAL_BATCH };
-  }
-
-  /** Create the tenant's chain head at the genesis hash (if another transaction has not) and lock it. */
-  async #newHead(tx: Tx, tenantId: string): Promise<{ seq: string; hash: string }> {
-    await tx`insert into audit_heads (tenant_id, seq, hash) values (${tenantId}, 0, ${GENESIS_HASH})
-             on conflict (tenant_id) do nothing`;
-    const [head] = await lockedHead(tx, tenantId);
-    return head!;
-  }
-
-  /** Lock the head (unless the caller holds it), chain the entries, write them and the new head. */
   async #write(
     tx: Tx,
     tenantId: string,
-    inputs: Timed[],
-    locked?: { seq: string; hash: string },
-  ): Promise<AuditEntry[]> {
-    if (!inputs.length) return [];
-    const head = locked ?? (await lockedHead(tx, tenantId))[0] ?? (await this.#newHead(tx, tenantId));
+    inputs: AuditInput[],
+    leave: boolean,
+  ): Promise<{ entries: AuditEntry[]; tail?: Promise<unknown> }> {
+    if (!inputs.length) return { entries: [] };
+    const heads = this.#heads.get(tx);
+    const locked = heads?.get(tenantId);
+    heads?.delete(tenantId);
+    let [head] = await (locked ?? lockedHead(tx, tenantId));
+    if (!head) {
+      await tx`insert into audit_heads (tenant_id, seq, hash) values (${tenantId}, 0, ${GENESIS_HASH})
+               on conflict (tenant_id) do nothing`;
+      [head] = await lockedHead(tx, tenantId);
+    }
     const key = this.#chainKey(tenantId);
-    const now = new Date().toISOString();
-    let seq = Number(head.seq);
-    let prevHash = head.hash;
+    const at = new Date().toISOString();
+    let seq = Number(head!.seq);
+    let prevHash = head!.hash;
     const entries: AuditEntry[] = inputs.map((input) => {
       const base: Omit<AuditEntry, 'hash'> = {
         tenantId,
         seq: ++seq,
-        ...row(input, now),
+        at,
+        actorType: input.actorType,
+        actorId: input.actorId ?? null,
+        actorLabel: input.actorLabel ?? null,
+        action: input.action,
+        targetType: input.targetType ?? null,
+        targetId: input.targetId ?? null,
+        outcome: input.outcome ?? 'success',
+        requestId: input.requestId ?? null,
+        ip: input.ip ?? null,
+        details: JSON.parse(canonicalJson(input.details ?? {})) as Record<string, unknown>,
         prevHash,
       };
       const entry: AuditEntry = { ...base, hash: entryHash(key, base) };
@@ -258,13 +222,24 @@ export class AuditLog {
     });
     const last = entries[entries.length - 1]!;
     const rows = entries.map((e) => ({
-      ...columns(tenantId, e),
+      tenant_id: e.tenantId,
       seq: e.seq,
+      at: e.at,
+      actor_type: e.actorType,
+      actor_id: e.actorId,
+      actor_label: e.actorLabel,
+      action: e.action,
+      target_type: e.targetType,
+      target_id: e.targetId,
+      outcome: e.outcome,
+      request_id: e.requestId,
+      ip: e.ip,
+      details: e.details,
       prev_hash: e.prevHash,
       hash: e.hash,
     }));
     // One statement: the rows and the new head.
-    await tx`with added as (
+    const write = tx`with added as (
                insert into audit_log (tenant_id, seq, at, actor_type, actor_id, actor_label, action, target_type,
                  target_id, outcome, request_id, ip, details, prev_hash, hash)
                select tenant_id, seq, at, actor_type, actor_id, actor_label, action, target_type,
@@ -274,65 +249,18 @@ export class AuditLog {
                  target_id text, outcome text, request_id text, ip text, details jsonb, prev_hash text, hash text)
                returning 1)
              update audit_heads set seq = ${last.seq}, hash = ${last.hash}, updated_at = now()
-             where tenant_id = ${tenantId}`;
+             where tenant_id = ${tenantId}`.execute();
+    if (leave) {
+      write.catch(() => {});
+      const tail = write.then(() => {
+        for (const e of entries) for (const l of this.#listeners) l(tenantId, e.seq);
+      });
+      return { entries, tail };
+    }
+    await write;
     for (const e of entries) for (const l of this.#listeners) l(tenantId, e.seq);
-    return entries;
+    return { entries };
   }
-}
-
-/** An entry's fields as chained (and staged): defaults filled in, details in canonical form. */
-type Fields = Omit<AuditEntry, 'tenantId' | 'seq' | 'prevHash' | 'hash'>;
-
-/** The columns audit_log and audit_pending share, named as in the tables. */
-function columns(tenantId: string, f: Fields) {
-  return {
-    tenant_id: tenantId,
-    at: f.at,
-    actor_type: f.actorType,
-    actor_id: f.actorId,
-    actor_label: f.actorLabel,
-    action: f.action,
-    target_type: f.targetType,
-    target_id: f.targetId,
-    outcome: f.outcome,
-    request_id: f.requestId,
-    ip: f.ip,
-    details: f.details,
-  };
-}
-
-type StagedRow = Omit<AuditRow, 'seq' | 'prev_hash' | 'hash'> & { id: string };
-
-function fromStaged(r: StagedRow): Timed {
-  return {
-    at: r.at.toISOString(),
-    actorType: r.actor_type as ActorType,
-    actorId: r.actor_id,
-    actorLabel: r.actor_label,
-    action: r.action,
-    targetType: r.target_type,
-    targetId: r.target_id,
-    outcome: r.outcome as Outcome,
-    requestId: r.request_id,
-    ip: r.ip,
-    details: r.details,
-  };
-}
-
-function row(input: Timed, now = new Date().toISOString()): Fields {
-  return {
-    at: input.at ?? now,
-    actorType: input.actorType,
-    actorId: input.actorId ?? null,
-    actorLabel: input.actorLabel ?? null,
-    action: input.action,
-    targetType: input.targetType ?? null,
-    targetId: input.targetId ?? null,
-    outcome: input.outcome ?? 'success',
-    requestId: input.requestId ?? null,
-    ip: input.ip ?? null,
-    details: JSON.parse(canonicalJson(input.details ?? {})) as Record<string, unknown>,
-  };
 }
 
 export interface AuditRow {

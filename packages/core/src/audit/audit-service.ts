@@ -17,7 +17,6 @@ export interface AuditQuery {
 /** Entries, newest first, with filters. */
 export async function listAudit(res: Resources, tenantId: string, q: AuditQuery): Promise<Page<AuditEntry>> {
   const before = decodeCursor(q.cursor, ['seq']);
-  await res.auditSealer.seal(tenantId);
   return res.db.withTenant(tenantId, async (tx) => {
     const rows = await tx<AuditRow[]>`
       select * from audit_log where tenant_id = ${tenantId}
@@ -36,7 +35,6 @@ export async function listAudit(res: Resources, tenantId: string, q: AuditQuery)
 
 /** Verify one tenant's chain against its newest signed checkpoint. */
 export async function verifyTenantAudit(res: Resources, tenantId: string): Promise<VerifyResult> {
-  await res.auditSealer.seal(tenantId);
   const checkpoint = await res.checkpoints.latest(tenantId);
   return res.db.withTenant(tenantId, (tx) => verifyChain(tx, res.master, tenantId, checkpoint));
 }

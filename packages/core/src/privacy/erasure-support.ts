@@ -134,7 +134,6 @@ export async function anonymiseIdentity(
     ),
   );
   for (const id of tenants) {
-    await res.auditSealer.seal(id);
     await res.db.withTenant(id, (tx) =>
       redactAudit(tx, res.master, id, { userId: user.id, needles: [user.email, user.name], pseudonym }),
     );

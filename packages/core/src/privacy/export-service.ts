@@ -206,7 +206,6 @@ export async function runExport(res: Resources, tenantId: string, exportId: stri
   await rm(work, { recursive: true, force: true });
   await mkdir(path.join(work, 'data'), { recursive: true, mode: 0o700 });
   try {
-    await res.auditSealer.seal(tenantId); // the audit log exported is complete up to here
     const manifest: Record<string, unknown> = {
       format: 'steward-export/1',
       exportId,

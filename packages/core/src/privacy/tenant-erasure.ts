@@ -49,7 +49,6 @@ export async function eraseTenant(
   }
   const asUser = actor.type === 'user' && actor.id ? { userId: actor.id } : {};
   // Entries up to here are the tenant's history (redacted below); the erasure's own stay as written.
-  await res.auditSealer.seal(tenantId);
   const [head] = await res.db.withTenant(
     tenantId,
     (tx) => tx<{ seq: string | null }[]>`select max(seq) as seq from audit_log where tenant_id = ${tenantId}`,
@@ -91,8 +90,6 @@ export async function eraseTenant(
     tenantId,
     async (tx) => {
       const { deleted, left } = await deleteTenantRows(tx, tenantId);
-      // Entries staged since the seal above (work that was still running) would be chained unredacted.
-      await tx`delete from audit_pending where tenant_id = ${tenantId}`;
       const auditEntriesRedacted = await redactAudit(tx, res.master, tenantId, {
         needles: [],
         pseudonym,

@@ -9,11 +9,8 @@ export interface TenantTable {
   textColumns: { name: string; type: 'text' | 'jsonb' }[];
 }
 
-/**
- * Tables the privacy code never rewrites wholesale: the audit chain has its own redaction (staged
- * entries, audit_pending, are sealed into the chain first).
- */
-const SPECIAL = new Set(['audit_log', 'audit_heads', 'audit_pending', 'tenants']);
+/** Tables the privacy code never rewrites wholesale: the audit chain has its own redaction. */
+const SPECIAL = new Set(['audit_log', 'audit_heads', 'tenants']);
 
 /**
  * Every table in schema public with a tenant_id column, read from the catalog so that tables added

@@ -166,6 +166,8 @@ async function intakeBatch(
       returning id),
     woken as (select pg_notify('jobs:insert', '{"count":1}') from job)
     select t.id, (select count(*) from woken)::int as queued from t`.execute();
+  // The audit entries of the new tasks are written next: their chain head is read in this round trip.
+  res.audit.lockHead(tx, tenantId);
   const created = await insert;
   if (created.length && !created[0]!.queued)
     await enqueue(tx, 'plan-tasks', { tenantId, taskIds: created.map((c) => c.id) }, { maxAttempts: 10 });
