@@ -45,25 +45,43 @@ export function chainKey(master: MasterKey, tenantId: string): Buffer {
   return master.derive('audit-chain:' + tenantId);
 }
 
-/** The HMAC of one entry: it covers every field and the previous entry's hash. */
+/** The fields an entry's HMAC covers, in canonical (code unit) order, each with its `"name":` prefix. */
+const HASHED_FIELDS = (
+  [
+    'tenantId',
+    'seq',
+    'at',
+    'actorType',
+    'actorId',
+    'actorLabel',
+    'action',
+    'targetType',
+    'targetId',
+    'outcome',
+    'requestId',
+    'ip',
+    'details',
+    'prevHash',
+  ] satisfies (keyof Omit<AuditEntry, 'hash'>)[]
+)
+  .sort()
+  .map((name) => ({ name, prefix: JSON.stringify(name) + ':' }));
+
+/**
+ * The HMAC of one entry: it covers every field and the previous entry's hash. The text is
+ * `canonicalJson` of those fields, written here in their fixed order (no object, key list or sort per
+ * entry: every audit write hashes each of its entries).
+ */
 export function entryHash(key: Buffer, e: Omit<AuditEntry, 'hash'>): string {
-  const body = canonicalJson({
-    tenantId: e.tenantId,
-    seq: e.seq,
-    at: e.at,
-    actorType: e.actorType,
-    actorId: e.actorId,
-    actorLabel: e.actorLabel,
-    action: e.action,
-    targetType: e.targetType,
-    targetId: e.targetId,
-    outcome: e.outcome,
-    requestId: e.requestId,
-    ip: e.ip,
-    details: e.details,
-    prevHash: e.prevHash,
-  });
-  return createHmac('sha256', key).update(body).digest('hex');
+  let body = '{';
+  for (const { name, prefix } of HASHED_FIELDS) {
+    const value = e[name];
+    if (value === undefined) continue;
+    body += (body.length > 1 ? ',' : '') + prefix + canonicalJson(value);
+  }
+  return createHmac('sha256', key)
+    .update(body + '}')
+    .digest('hex');
 }
 
 /** The tenant's chain head, locked until the transaction ends. */

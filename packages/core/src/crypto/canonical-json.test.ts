@@ -1,5 +1,22 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { canonicalJson } from './canonical-json.ts';
+
+/** The definition written plainly (arrays of entries, a comparator): the fast version must match it. */
+function reference(value: unknown): string {
+  if (value === null || typeof value !== 'object') {
+    if (value === undefined) return 'null';
+    if (typeof value === 'number' && !Number.isFinite(value)) throw new TypeError('non-finite number');
+    if (typeof value === 'bigint') return value.toString();
+    return JSON.stringify(value);
+  }
+  if (value instanceof Date) return JSON.stringify(value.toISOString());
+  if (Array.isArray(value)) return '[' + value.map((v) => reference(v)).join(',') + ']';
+  const entries = Object.entries(value as Record<string, unknown>)
+    .filter(([, v]) => v !== undefined)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return '{' + entries.map(([k, v]) => JSON.stringify(k) + ':' + reference(v)).join(',') + '}';
+}
 
 describe('canonicalJson', () => {
   it('sorts object keys at every depth and writes no whitespace', () => {
@@ -76,5 +93,29 @@ describe('canonicalJson', () => {
   it('different data gives different text', () => {
     expect(canonicalJson({ 'a.b': 1 })).not.toBe(canonicalJson({ a: { b: 1 } }));
     expect(canonicalJson({ a: '1' })).not.toBe(canonicalJson({ a: 1 }));
+  });
+
+  it('matches the plain definition for any JSON value, dates, bigints and undefined members', () => {
+    const leaf = fc.oneof(
+      fc.string({ unit: 'binary' }),
+      fc.double({ noNaN: true, noDefaultInfinity: true }),
+      fc.integer(),
+      fc.boolean(),
+      fc.constant(null),
+      fc.constant(undefined),
+      fc.bigInt(),
+      fc.date({ noInvalidDate: true }),
+    );
+    const value = fc.letrec((tie) => ({
+      any: fc.oneof({ depthSize: 'small' }, leaf, tie('array'), tie('object')),
+      array: fc.array(tie('any'), { maxLength: 5 }),
+      object: fc.dictionary(fc.string({ unit: 'binary', maxLength: 6 }), tie('any'), { maxKeys: 6 }),
+    })).any;
+    fc.assert(
+      fc.property(value, (v) => {
+        expect(canonicalJson(v)).toBe(reference(v));
+      }),
+      { numRuns: 2000 },
+    );
   });
 });
