@@ -1,4 +1,5 @@
 import postgres from 'postgres';
+import { pipelinedSocket } from './pipelined-socket.ts';
 
 export type Sql = postgres.Sql;
 /** A query handle bound to one transaction whose tenant (or system) context is already set. */
@@ -89,11 +90,15 @@ export interface DatabaseOptions {
 }
 
 export function connect(url: string, opts: { max?: number; applicationName?: string } = {}): Sql {
-  return postgres(url, {
+  // `socket` is a documented option of postgres.js that its type declarations leave out.
+  const options: postgres.Options<Record<string, postgres.PostgresType>> & {
+    socket: ReturnType<typeof pipelinedSocket>;
+  } = {
     max: opts.max ?? 10,
     idle_timeout: 30,
     connect_timeout: 10,
     onnotice: () => {},
+    socket: pipelinedSocket(),
     connection: {
       application_name: opts.applicationName ?? 'steward',
       // postgres.js prepares every statement; after five runs PostgreSQL may keep one generic plan
@@ -106,7 +111,8 @@ export function connect(url: string, opts: { max?: number; applicationName?: str
       // current size costs microseconds and cannot go stale.
       plan_cache_mode: 'force_custom_plan',
     },
-  });
+  };
+  return postgres(url, options);
 }
 
 /** The runtime database: every query goes through withTenant or withSystemAccess. */
