@@ -12,6 +12,7 @@ import { installGuardResponses } from './http/guard-responses.ts';
 import { lazyChildLogger } from './http/lazy-request-logger.ts';
 import { installMetrics } from './http/metrics.ts';
 import { installRouteTable } from './http/route-table.ts';
+import { installUnavailableResponses } from './http/unavailable-responses.ts';
 import { ErrorResponse } from './http/schemas.ts';
 import { apiKeyRoutes } from './routes/api-key-routes.ts';
 import { approvalRoutes } from './routes/approval-routes.ts';
@@ -90,6 +91,7 @@ export async function buildApp(res: Resources, opts: AppOptions): Promise<Fastif
   });
   installRouteTable(app);
   installGuardResponses(app);
+  installUnavailableResponses(app);
   // JSON only: Fastify also parses text/plain by default, a type a cross-site form can send.
   app.removeContentTypeParser('text/plain');
   app.addHook('onRequest', async (request, reply) => {

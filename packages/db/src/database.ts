@@ -130,7 +130,7 @@ export function createDatabase(options: DatabaseOptions): Database {
     waiting++;
     let conn: postgres.ReservedSql;
     try {
-      conn = await sql.reserve();
+      conn = await reserve(sql);
     } finally {
       waiting--;
     }
@@ -191,7 +191,7 @@ export function createDatabase(options: DatabaseOptions): Database {
     waiting++;
     let conn: postgres.ReservedSql;
     try {
-      conn = await sql.reserve();
+      conn = await reserve(sql);
     } finally {
       waiting--;
     }
@@ -251,4 +251,37 @@ export function createDatabase(options: DatabaseOptions): Database {
     stats: () => ({ max, inUse, waiting }),
     close: () => sql.end({ timeout: 5 }),
   };
+}
+
+/** How long a transaction waits for a connection of the pool before it fails as unavailable. */
+const RESERVE_WITHIN_MS = 5_000;
+
+/**
+ * A connection of the pool for one transaction, or a CONNECT_TIMEOUT error (the API answers 503)
+ * when none comes within RESERVE_WITHIN_MS. postgres.js 3.4.9 can leave a reserve() waiting for
+ * ever: one queued while the connection it waits for is terminated is handed to that connection's
+ * reconnect and dropped there (porsager/postgres #1195), and the request would hang with it. Should
+ * the connection come after all, it goes back to the pool.
+ */
+async function reserve(sql: Sql): Promise<postgres.ReservedSql> {
+  const pending = sql.reserve();
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      pending.then(
+        (conn) => conn.release(),
+        () => {},
+      );
+      reject(
+        Object.assign(new Error(`no database connection within ${RESERVE_WITHIN_MS / 1000} s`), {
+          code: 'CONNECT_TIMEOUT',
+        }),
+      );
+    }, RESERVE_WITHIN_MS);
+  });
+  try {
+    return await Promise.race([pending, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -1,4 +1,5 @@
 import { AppError, ERROR_STATUS, type ErrorCode } from '@steward/core/errors/app-error';
+import { isDatabaseUnavailable } from '@steward/core/errors/database-unavailable';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
 export interface ErrorBody {
@@ -14,6 +15,23 @@ export function sendError(
   const body: ErrorBody = { error: { code, message, requestId: String(reply.request.id) } };
   if (details) body.error.details = details;
   return reply.code(ERROR_STATUS[code]).type('application/json; charset=utf-8').send(body);
+}
+
+/** Seconds a client is asked to wait before it sends a request again while the database is unavailable. */
+export const DATABASE_RETRY_AFTER_SECONDS = 2;
+export const DATABASE_UNAVAILABLE_MESSAGE = 'the database is unavailable; try again shortly';
+
+/**
+ * Before answering 503 for an error isDatabaseUnavailable accepts: log it once, at warn and with
+ * its code only (its message and statement may hold a query's values), and set Retry-After.
+ * Nothing is half-written: the request's transaction rolled back, or, when the connection broke
+ * while COMMIT was answered, committed whole; a retry of an idempotent request (an event with an
+ * externalId) then answers the same result.
+ */
+export function noteDatabaseUnavailable(request: FastifyRequest, reply: FastifyReply, error: unknown): void {
+  const code = (error as { code?: unknown }).code;
+  request.log.warn({ code: typeof code === 'string' ? code : undefined }, 'database unavailable');
+  reply.header('retry-after', String(DATABASE_RETRY_AFTER_SECONDS));
 }
 
 const FASTIFY_CODES: Record<string, { code: ErrorCode; message?: string }> = {
@@ -39,6 +57,12 @@ export function installErrorHandling(app: FastifyInstance): void {
         reply.header('retry-after', String(retryAfter));
       if (error.status >= 500) request.log.error({ err: error }, 'request failed');
       return sendError(reply, error.code, error.message, error.details);
+    }
+    if (isDatabaseUnavailable(error)) {
+      noteDatabaseUnavailable(request, reply, error);
+      return sendError(reply, 'UNAVAILABLE', DATABASE_UNAVAILABLE_MESSAGE, {
+        retryAfterSeconds: DATABASE_RETRY_AFTER_SECONDS,
+      });
     }
     if (error.validation) {
       const first = error.validation[0];

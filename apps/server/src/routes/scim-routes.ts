@@ -2,6 +2,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Resources } from '@steward/core/resources';
 import { AppError } from '@steward/core/errors/app-error';
+import { isDatabaseUnavailable } from '@steward/core/errors/database-unavailable';
 import { scimErrorBody, ScimError } from '@steward/core/scim/scim-error';
 import {
   createScimGroup,
@@ -28,6 +29,7 @@ import {
   replaceScimUser,
 } from '@steward/core/scim/scim-user-service';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { DATABASE_UNAVAILABLE_MESSAGE, noteDatabaseUnavailable } from '../http/error-handler.ts';
 import { actorOf, principalOf } from '../http/request-actor.ts';
 import { errors, IdParams, Page, PageQuery } from '../http/schemas.ts';
 
@@ -103,6 +105,10 @@ export function scimRoutes(res: Resources) {
       if (error instanceof AppError) {
         if (error.status >= 500) request.log.error({ err: error }, 'SCIM request failed');
         return send(reply, error.status, scimErrorBody(error.status, error.message));
+      }
+      if (isDatabaseUnavailable(error)) {
+        noteDatabaseUnavailable(request, reply, error);
+        return send(reply, 503, scimErrorBody(503, DATABASE_UNAVAILABLE_MESSAGE));
       }
       if (error.validation) {
         const first = error.validation[0];
