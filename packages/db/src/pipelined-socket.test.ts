@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { connect, type Sql } from './database.ts';
 import { withDatabase } from './embedded-postgres.ts';
 import { pipelinedSocket, type SocketTarget } from './pipelined-socket.ts';
+import { closedPort } from './testing/closed-port.ts';
 
 type SocketOption = (target: SocketTarget) => Promise<net.Socket>;
 
@@ -152,12 +153,3 @@ describe('pipelinedSocket', () => {
     });
   });
 });
-
-/** A local port nothing listens on. */
-async function closedPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}

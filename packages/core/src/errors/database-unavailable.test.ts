@@ -1,8 +1,8 @@
-import net from 'node:net';
 import postgres from 'postgres';
 import { describe, expect, it } from 'vitest';
 import { AppError } from './app-error.ts';
 import { isDatabaseUnavailable } from './database-unavailable.ts';
+import { closedPort } from '@steward/db/testing/closed-port';
 
 /** A server error as postgres.js builds it (src/errors.js: PostgresError, the fields of the message). */
 function serverError(code: string): Error {
@@ -29,15 +29,6 @@ function failedQuery(error: Error): Error {
     query: { value: 'select 1', enumerable: false },
     parameters: { value: [], enumerable: false },
   });
-}
-
-/** A port nothing listens on. */
-async function closedPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 describe('isDatabaseUnavailable', () => {
