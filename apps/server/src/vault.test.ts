@@ -172,7 +172,10 @@ describe('the vault mirror', () => {
     expect(plan.data).toMatchObject({ type: 'task', status: 'pending_approval', title: 'Your invoice 1' });
     expect(plan.body).toMatch(/- \[x\] `file` vault\.write_note/);
     expect(plan.body).toMatch(/- \[ \] `pay` noop .*awaiting_approval/);
-    expect(await noteOf('vault-a', 'Needs_Action', 'task_id', taskId)).toBeUndefined();
+    // A sync writes the notes of the new state, then prunes the old ones: the old note goes soon after.
+    await waitUntil('the Needs_Action note to go', async () =>
+      (await noteOf('vault-a', 'Needs_Action', 'task_id', taskId)) === undefined ? true : undefined,
+    );
 
     await rename(pending.file, vault('vault-a', 'Approved', path.basename(pending.file)));
     const done = await waitUntil('the task to finish', async () => {
