@@ -1,6 +1,6 @@
 /**
- * Writes and CPU per transaction shaped like an intake batch, through postgres.js's own socket and
- * through Steward's (packages/db/src/pipelined-socket.ts), alternating, one transaction at a time:
+ * Writes and CPU per transaction shaped like an intake batch, on a pool configured as Steward's
+ * (`connect()`), one transaction at a time:
  *
  *   round trip 1: BEGIN, set_config, a statement with a ~2 kB JSON parameter, a one-row select
  *   round trip 2: a statement with a ~2 kB JSON parameter, a setting read, COMMIT
@@ -15,9 +15,8 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import postgres from 'postgres';
 import { startEmbeddedPostgres } from '../packages/db/src/embedded-postgres.ts';
-import { pipelinedSocket } from '../packages/db/src/pipelined-socket.ts';
+import { connect } from '../packages/db/src/database.ts';
 import { intEnv, log, median } from './support.ts';
 
 const TRANSACTIONS = intEnv('BENCH_TRANSACTIONS', 4000, 100);
@@ -42,8 +41,8 @@ interface Sample {
   wallUs: number;
 }
 
-async function measure(url: string, socket: boolean): Promise<Sample> {
-  const sql = postgres(url, { max: 1, onnotice: () => {}, ...(socket ? { socket: pipelinedSocket() } : {}) });
+async function measure(url: string): Promise<Sample> {
+  const sql = connect(url, { max: 1 });
   try {
     const pid = (await sql<{ pid: number }[]>`select pg_backend_pid() as pid`)[0]!.pid;
     const transaction = async () => {
@@ -94,32 +93,21 @@ if (!url) {
   };
 }
 try {
-  log(`${TRANSACTIONS} transactions per run, ${RUNS} run(s) each, alternating`);
-  const runs: Record<'postgres.js socket' | 'pipelined socket', Sample[]> = {
-    'postgres.js socket': [],
-    'pipelined socket': [],
-  };
+  log(`${TRANSACTIONS} transactions per run, ${RUNS} run(s)`);
+  const runs: Sample[] = [];
   for (let r = 0; r < RUNS; r++) {
-    for (const [label, socket] of [
-      ['postgres.js socket', false],
-      ['pipelined socket', true],
-    ] as const) {
-      const s = await measure(url, socket);
-      runs[label].push(s);
-      log(`  run ${r + 1} ${line(label, s)}`);
-    }
+    runs.push(await measure(url));
+    log(`  ${line(`run ${r + 1}`, runs[r]!)}`);
   }
-  for (const [label, samples] of Object.entries(runs)) {
-    const m = (k: keyof Sample) => median(samples.map((s) => s[k]));
-    log(
-      line(`median ${label}`, {
-        writes: m('writes'),
-        nodeUs: m('nodeUs'),
-        backendUs: m('backendUs'),
-        wallUs: m('wallUs'),
-      }),
-    );
-  }
+  const m = (k: keyof Sample) => median(runs.map((s) => s[k]));
+  log(
+    line('median', {
+      writes: m('writes'),
+      nodeUs: m('nodeUs'),
+      backendUs: m('backendUs'),
+      wallUs: m('wallUs'),
+    }),
+  );
 } finally {
   await cleanup();
 }

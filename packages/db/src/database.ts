@@ -1,9 +1,10 @@
 import postgres from 'postgres';
-import { pipelinedSocket } from './pipelined-socket.ts';
 
 export type Sql = postgres.Sql;
 /** A query handle bound to one transaction whose tenant (or system) context is already set. */
-export type Tx = postgres.Sql;
+export type Tx = postgres.ReservedSql;
+/** What the pool and a transaction have in common: for a statement that may run on either. */
+export type Queryable = postgres.ISql;
 
 export interface PoolStats {
   max: number;
@@ -89,16 +90,30 @@ export interface DatabaseOptions {
   pool?: Sql;
 }
 
-export function connect(url: string, opts: { max?: number; applicationName?: string } = {}): Sql {
-  // `socket` is a documented option of postgres.js that its type declarations leave out.
-  const options: postgres.Options<Record<string, postgres.PostgresType>> & {
-    socket: ReturnType<typeof pipelinedSocket>;
-  } = {
+export interface ConnectOptions {
+  max?: number;
+  applicationName?: string;
+  /**
+   * Seconds a query or transaction may wait for a connection before it fails with QUEUE_TIMEOUT
+   * (the API answers 503); none by default.
+   */
+  queueTimeout?: number;
+}
+
+export function connect(url: string, opts: ConnectOptions = {}): Sql {
+  return postgres(url, {
     max: opts.max ?? 10,
     idle_timeout: 30,
     connect_timeout: 10,
+    queue_timeout: opts.queueTimeout ?? 0,
+    // While PostgreSQL cannot be reached, try again after 0.03, 0.09, 0.27, 0.81 s, then every
+    // 1-2 s (postgres.js's own curve goes on to 10-20 s): a restarted database is back in use
+    // within two seconds.
+    backoff: (retries: number) => (0.5 + Math.random() / 2) * Math.min(3 ** retries / 100, 2),
+    // postgres.js 4 sends a Date, boolean, Buffer or bigint untyped and lets the server decide; v3
+    // typed them from the JavaScript value, and Steward's queries are written for that.
+    infer: true,
     onnotice: () => {},
-    socket: pipelinedSocket(),
     connection: {
       application_name: opts.applicationName ?? 'steward',
       // postgres.js prepares every statement; after five runs PostgreSQL may keep one generic plan
@@ -111,15 +126,26 @@ export function connect(url: string, opts: { max?: number; applicationName?: str
       // current size costs microseconds and cannot go stale.
       plan_cache_mode: 'force_custom_plan',
     },
-  };
-  return postgres(url, options);
+  });
 }
+
+/**
+ * How long a transaction of the runtime database waits for a connection: then it fails with
+ * QUEUE_TIMEOUT and the API answers 503 (while PostgreSQL refuses connections, say, postgres.js
+ * keeps trying for connect_timeout before it gives up on what waits).
+ */
+const QUEUE_TIMEOUT_SECONDS = 5;
 
 /** The runtime database: every query goes through withTenant or withSystemAccess. */
 export function createDatabase(options: DatabaseOptions): Database {
   const max = options.max ?? 10;
   const sql =
-    options.pool ?? connect(options.url, { max, applicationName: options.applicationName ?? 'steward-app' });
+    options.pool ??
+    connect(options.url, {
+      max,
+      applicationName: options.applicationName ?? 'steward-app',
+      queueTimeout: QUEUE_TIMEOUT_SECONDS,
+    });
   let inUse = 0;
   let waiting = 0;
   let watch: { setting: string; listener: (value: string) => void } | undefined;
@@ -130,7 +156,7 @@ export function createDatabase(options: DatabaseOptions): Database {
     waiting++;
     let conn: postgres.ReservedSql;
     try {
-      conn = await reserve(sql);
+      conn = await sql.reserve();
     } finally {
       waiting--;
     }
@@ -191,7 +217,7 @@ export function createDatabase(options: DatabaseOptions): Database {
     waiting++;
     let conn: postgres.ReservedSql;
     try {
-      conn = await reserve(sql);
+      conn = await sql.reserve();
     } finally {
       waiting--;
     }
@@ -251,37 +277,4 @@ export function createDatabase(options: DatabaseOptions): Database {
     stats: () => ({ max, inUse, waiting }),
     close: () => sql.end({ timeout: 5 }),
   };
-}
-
-/** How long a transaction waits for a connection of the pool before it fails as unavailable. */
-const RESERVE_WITHIN_MS = 5_000;
-
-/**
- * A connection of the pool for one transaction, or a CONNECT_TIMEOUT error (the API answers 503)
- * when none comes within RESERVE_WITHIN_MS. postgres.js 3.4.9 can leave a reserve() waiting for
- * ever: one queued while the connection it waits for is terminated is handed to that connection's
- * reconnect and dropped there (porsager/postgres #1195), and the request would hang with it. Should
- * the connection come after all, it goes back to the pool.
- */
-async function reserve(sql: Sql): Promise<postgres.ReservedSql> {
-  const pending = sql.reserve();
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      pending.then(
-        (conn) => conn.release(),
-        () => {},
-      );
-      reject(
-        Object.assign(new Error(`no database connection within ${RESERVE_WITHIN_MS / 1000} s`), {
-          code: 'CONNECT_TIMEOUT',
-        }),
-      );
-    }, RESERVE_WITHIN_MS);
-  });
-  try {
-    return await Promise.race([pending, late]);
-  } finally {
-    clearTimeout(timer);
-  }
 }

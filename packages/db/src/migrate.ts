@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Sql } from './database.ts';
+import type { Queryable, Sql } from './database.ts';
 
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../migrations/', import.meta.url));
 
@@ -70,7 +70,7 @@ export async function migrate(owner: Sql, migrations?: Migration[]): Promise<Mig
 }
 
 /** The highest applied version, or 0 when the schema was never migrated. */
-export async function appliedVersion(sql: Sql): Promise<number> {
+export async function appliedVersion(sql: Queryable): Promise<number> {
   const [row] = await sql<
     { exists: boolean }[]
   >`select to_regclass('public.schema_migrations') is not null as exists`;

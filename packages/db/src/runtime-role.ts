@@ -1,4 +1,4 @@
-import type { Sql } from './database.ts';
+import type { Queryable, Sql } from './database.ts';
 
 export const RUNTIME_ROLE = 'steward_runtime';
 export const APP_GROUP_ROLE = 'steward_app';
@@ -58,7 +58,7 @@ export interface RuntimeRoleCheck {
  * it, but an owner could also turn it off), or a member of a role that is any of these (a member
  * can SET ROLE to it, or uses its ownership directly).
  */
-export async function checkRuntimeRole(app: Sql): Promise<RuntimeRoleCheck> {
+export async function checkRuntimeRole(app: Queryable): Promise<RuntimeRoleCheck> {
   const [role] = await app<{ rolname: string; rolsuper: boolean; rolbypassrls: boolean }[]>`
     select rolname, rolsuper, rolbypassrls from pg_roles where rolname = current_user`;
   const owned = await app<{ tablename: string; direct: boolean }[]>`

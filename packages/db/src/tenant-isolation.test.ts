@@ -6,7 +6,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, createDatabase, type Database, type Sql } from './database.ts';
+import { connect, createDatabase, type Database, type Queryable, type Sql } from './database.ts';
 import { createTestDatabase, runtimeUrl, type TestDatabase } from './testing/test-database.ts';
 
 const A = randomUUID();
@@ -123,7 +123,7 @@ async function insertSample(tx: Sql, table: string, fixed: Record<string, string
 }
 
 /** The row a test running as the runtime tries to slip into `table` (same generator, given tenant). */
-async function sampleInsert(tx: Sql, table: string, tenantId: string): Promise<unknown> {
+async function sampleInsert(tx: Queryable, table: string, tenantId: string): Promise<unknown> {
   const values: Record<string, string> = {};
   const types: Record<string, string> = {};
   for (const c of await columns(table)) {

@@ -33,7 +33,13 @@ function failedQuery(error: Error): Error {
 
 describe('isDatabaseUnavailable', () => {
   it("is true for postgres.js's connection errors", () => {
-    for (const code of ['CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'CONNECT_TIMEOUT'])
+    for (const code of [
+      'CONNECTION_CLOSED',
+      'CONNECTION_ENDED',
+      'CONNECTION_DESTROYED',
+      'CONNECT_TIMEOUT',
+      'QUEUE_TIMEOUT',
+    ])
       expect(isDatabaseUnavailable(driverError(code)), code).toBe(true);
   });
 

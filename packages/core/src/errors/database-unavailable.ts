@@ -2,13 +2,15 @@
  * postgres.js's own connection errors (node_modules/postgres/src/errors.js `Errors.connection`):
  * the socket closed under a query (CONNECTION_CLOSED), the pool was ended (CONNECTION_ENDED: the
  * process is shutting down), the connection was torn down with queries on it
- * (CONNECTION_DESTROYED), or opening one took longer than connect_timeout (CONNECT_TIMEOUT).
+ * (CONNECTION_DESTROYED), opening one took longer than connect_timeout (CONNECT_TIMEOUT), or no
+ * connection of the pool came within its queue_timeout (QUEUE_TIMEOUT).
  */
 const DRIVER_CODES = new Set([
   'CONNECTION_CLOSED',
   'CONNECTION_ENDED',
   'CONNECTION_DESTROYED',
   'CONNECT_TIMEOUT',
+  'QUEUE_TIMEOUT',
 ]);
 
 /** Node's socket and name-resolution errors: the database host is down, unreachable or unknown. */
