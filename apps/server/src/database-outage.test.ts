@@ -257,7 +257,7 @@ describe('PostgreSQL terminating the app’s connections under load', () => {
     const ids = Array.from({ length: WAVES * PER_WAVE }, (_, i) => `load-${i}`);
     const taskOf = new Map<string, string>();
     let unavailable: string[] = [];
-    let terminated = 0;
+    let terminated: number;
     const stop = terminateRepeatedly();
     try {
       for (let w = 0; w < WAVES; w++) {
