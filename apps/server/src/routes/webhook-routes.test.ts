@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { submitEvent } from '@steward/core/tasks/task-service';
 import { signWebhook, webhookSecret } from '@steward/core/watchers/webhook-service';
 import {
   addUser,
@@ -213,6 +214,41 @@ describe('inbound deliveries', () => {
       await deliver(hook.path, body, { 'x-steward-signature': `t=${at},v1=${'1'.repeat(64)},v1=${good}` }),
       202,
     );
+  });
+
+  it('takes a signed delivery sent several times at once exactly once; the others are replays', async () => {
+    // Without an id, so only the signature tells the copies apart: the intake claims it in the
+    // transaction that stores the event, and copies in one batch or in the next are refused.
+    const body = JSON.stringify({ type: 'order.paid', subject: 'sent five times' });
+    const headers = signed(hook.secret, body);
+    const answers = await Promise.all(Array.from({ length: 5 }, () => deliver(hook.path, body, headers)));
+    expect(answers.map((r) => r.statusCode).sort()).toEqual([202, 401, 401, 401, 401]);
+    for (const r of answers.filter((x) => x.statusCode === 401))
+      expect(r.json().error.message).toMatch(/already used/);
+    const [row] = await t.db.owner<{ n: number }[]>`
+      select count(*)::int as n from events where subject = 'sent five times'`;
+    expect(row!.n).toBe(1);
+  });
+
+  it('claims a signature once when its copies are taken in one intake batch', async () => {
+    // The first event keeps the tenant's intake busy; the five copies queue behind it and are taken
+    // together, in one statement.
+    const actor = { type: 'system' as const, id: hook.id, label: 'webhook billing' };
+    const claim = { webhookId: hook.id, signature: `t=${now()},v1=${'c'.repeat(64)}` };
+    const event = { source: 'webhook', type: 'ping', subject: 'one batch, five copies' };
+    const first = submitEvent(t.res, a.tenant.id, actor, { ...event, subject: 'ahead of the batch' });
+    const copies = Array.from({ length: 5 }, () => submitEvent(t.res, a.tenant.id, actor, event, claim));
+    await first;
+    const settled = await Promise.allSettled(copies);
+    expect(settled.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    for (const r of settled.filter((x): x is PromiseRejectedResult => x.status === 'rejected'))
+      expect(r.reason).toMatchObject({
+        code: 'UNAUTHENTICATED',
+        message: expect.stringMatching(/already used/),
+      });
+    const [row] = await t.db.owner<{ n: number }[]>`
+      select count(*)::int as n from events where subject = 'one batch, five copies'`;
+    expect(row!.n).toBe(1);
   });
 
   it('refuses a wrong secret, another hook’s secret, an API key and no credentials with 401', async () => {

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Tx } from '@steward/db/database';
 import { auditActor, type Actor, type Resources } from '../resources.ts';
 import { enqueue, PLAN_BATCH } from '../executor/job-queue.ts';
-import { conflict, notFound } from '../errors/app-error.ts';
+import { conflict, notFound, unauthenticated } from '../errors/app-error.ts';
 import { decodeCursor, encodeCursor, type Page } from '../shared/cursor.ts';
 import {
   FINAL_TASK_STATUSES,
@@ -29,6 +29,24 @@ export interface Intake {
   duplicate: boolean;
 }
 
+/**
+ * A signed webhook delivery's signature. It is recorded in the intake's own transaction, so a
+ * signature is used exactly when its event was taken: a delivery the database failed to take (a 503)
+ * can be sent again with the same signature, and one that was taken cannot (401, replay).
+ */
+export interface SignatureClaim {
+  webhookId: string;
+  signature: string;
+}
+
+/**
+ * How long a used signature is remembered: twice the webhook timestamp window (5 minutes), after
+ * which the signature is refused as expired anyway.
+ */
+const SIGNATURES_KEPT_SECONDS = 600;
+
+const replayed = () => unauthenticated('this signature was already used (replay)');
+
 function titleOf(e: EventInput): string {
   const t = (e.subject?.trim() || `${e.type} from ${e.from?.trim() || e.source}`).replace(/\s+/g, ' ');
   return t.length > 300 ? t.slice(0, 297) + '...' : t;
@@ -49,6 +67,7 @@ export async function submitEvent(
   tenantId: string,
   actor: Actor,
   e: EventInput,
+  signature?: SignatureClaim,
 ): Promise<Intake> {
   let queues = intakeQueues.get(res);
   if (!queues) intakeQueues.set(res, (queues = new Map()));
@@ -56,7 +75,7 @@ export async function submitEvent(
   if (!queue) queues.set(tenantId, (queue = { waiting: [], running: false }));
   const q = queue;
   return new Promise<Intake>((resolve, reject) => {
-    q.waiting.push({ actor, e, resolve, reject });
+    q.waiting.push({ actor, e, signature, resolve, reject });
     if (!q.running) void drainIntake(res, tenantId, q, queues);
   });
 }
@@ -66,6 +85,7 @@ const INTAKE_BATCH = PLAN_BATCH;
 interface PendingIntake {
   actor: Actor;
   e: EventInput;
+  signature: SignatureClaim | undefined;
   resolve: (i: Intake) => void;
   reject: (error: unknown) => void;
 }
@@ -87,20 +107,20 @@ async function drainIntake(
   try {
     while (q.waiting.length) {
       const batch = q.waiting.splice(0, INTAKE_BATCH);
-      let results: Intake[] | undefined;
+      let results: (Intake | Error)[] | undefined;
       try {
         results = await res.db.withTenant(tenantId, (tx) => intakeBatch(res, tx, tenantId, batch));
       } catch (error) {
         if (batch.length === 1) batch[0]!.reject(error);
       }
-      if (results) batch.forEach((b, i) => b.resolve(results[i]!));
+      if (results) batch.forEach((b, i) => settle(b, results[i]!));
       else if (batch.length > 1) {
         // One of them failed the batch: each on its own, so only the bad one fails.
         await Promise.all(
           batch.map((b) =>
             res.db
               .withTenant(tenantId, (tx) => intakeBatch(res, tx, tenantId, [b]))
-              .then((r) => b.resolve(r[0]!), b.reject),
+              .then((r) => settle(b, r[0]!), b.reject),
           ),
         );
       }
@@ -111,19 +131,35 @@ async function drainIntake(
   }
 }
 
+const settle = (b: PendingIntake, result: Intake | Error) =>
+  result instanceof Error ? b.reject(result) : b.resolve(result);
+
+const claimKey = (webhookId: string, signature: string) => `${webhookId}\u0000${signature}`;
+
 /**
  * A batch of events' intake inside the caller's transaction, in one statement: the events, their
- * tasks and one `plan-tasks` job that plans them together (one wake-up notification per batch).
- * An event whose (source, externalId) exists already, or appears earlier in the same batch, creates
- * nothing and answers the existing event and task. One audit entry per new task.
+ * tasks, the signatures of signed deliveries, and one `plan-tasks` job that plans them together
+ * (one wake-up notification per batch). An event whose (source, externalId) exists already, or
+ * appears earlier in the same batch, creates nothing and answers the existing event and task. An
+ * event whose signature was used already creates nothing and fails (replay). One audit entry per
+ * new task.
  */
 async function intakeBatch(
   res: Resources,
   tx: Tx,
   tenantId: string,
-  batch: readonly { actor: Actor; e: EventInput }[],
-): Promise<Intake[]> {
-  const rows = batch.map(({ actor, e }, ord) => ({
+  batch: readonly Pick<PendingIntake, 'actor' | 'e' | 'signature'>[],
+): Promise<(Intake | Error)[]> {
+  // A signature twice in one batch: the second is a replay of the first.
+  const signed = new Set<string>();
+  const repeated = new Set<number>();
+  batch.forEach(({ signature: s }, ord) => {
+    if (!s) return;
+    const key = claimKey(s.webhookId, s.signature);
+    if (signed.has(key)) repeated.add(ord);
+    signed.add(key);
+  });
+  const rows = batch.map(({ actor, e, signature }, ord) => ({
     ord,
     event_id: randomUUID(),
     task_id: randomUUID(),
@@ -137,20 +173,36 @@ async function intakeBatch(
     title: titleOf(e),
     actor_type: actor.type,
     actor_id: actor.id ?? null,
+    webhook_id: signature?.webhookId ?? null,
+    signature: signature?.signature ?? null,
   }));
   // The planning job is a plain insert into graphile-worker's queue table and its jobs:insert
   // wake-up: what add_jobs does for a job without key or queue, without its upserts and key update
   // (which PostgreSQL would plan again on every call). While the queue does not know the task name
   // yet (a fresh database), nothing is inserted and enqueue() adds the job below.
-  const insert = tx<{ id: string; queued: number }[]>`
+  const insert = tx<{ ids: string[]; claimed: { w: string; s: string }[]; queued: number }[]>`
     with input as (
-      select * from jsonb_to_recordset(${tx.json(rows as never)}) as x(
+      select * from jsonb_to_recordset(${tx.json(rows.filter((r) => !repeated.has(r.ord)) as never)}) as x(
         ord int, event_id uuid, task_id uuid, source text, type text, external_id text, sender text,
-        subject text, body text, data jsonb, title text, actor_type text, actor_id text)),
+        subject text, body text, data jsonb, title text, actor_type text, actor_id text,
+        webhook_id uuid, signature text)),
+    forgotten as (
+      delete from webhook_deliveries
+      where tenant_id = ${tenantId}
+        and webhook_id in (select webhook_id from input where signature is not null)
+        and received_at < now() - make_interval(secs => ${SIGNATURES_KEPT_SECONDS})),
+    claimed as (
+      insert into webhook_deliveries (tenant_id, webhook_id, signature)
+      select ${tenantId}, webhook_id, signature from input where signature is not null
+      on conflict do nothing
+      returning webhook_id, signature),
     ev as (
       insert into events (tenant_id, id, source, type, external_id, sender, subject, body, data, task_id)
       select ${tenantId}, event_id, source, type, external_id, sender, subject, body, data, task_id
-        from input order by ord
+        from input i
+        where i.signature is null
+           or exists (select 1 from claimed c where c.webhook_id = i.webhook_id and c.signature = i.signature)
+        order by ord
       on conflict (tenant_id, source, external_id) where external_id is not null do nothing
       returning id),
     t as (
@@ -165,17 +217,27 @@ async function intakeBatch(
         where k.identifier = 'plan-tasks' and exists (select 1 from t)
       returning id),
     woken as (select pg_notify('jobs:insert', '{"count":1}') from job)
-    select t.id, (select count(*) from woken)::int as queued from t`.execute();
+    select coalesce((select json_agg(id) from t), '[]') as ids,
+           coalesce((select json_agg(json_build_object('w', webhook_id, 's', signature)) from claimed), '[]') as claimed,
+           (select count(*) from woken)::int as queued`.execute();
   // The audit entries of the new tasks are written next: their chain head is read in this round trip.
   res.audit.lockHead(tx, tenantId);
-  const created = await insert;
-  if (created.length && !created[0]!.queued)
-    await enqueue(tx, 'plan-tasks', { tenantId, taskIds: created.map((c) => c.id) }, { maxAttempts: 10 });
-  const isNew = new Set(created.map((c) => c.id));
-  const out: (Intake | undefined)[] = rows.map((r) =>
-    isNew.has(r.task_id) ? { eventId: r.event_id, taskId: r.task_id, duplicate: false } : undefined,
+  const [created] = await insert;
+  const ids = created!.ids;
+  if (ids.length && !created!.queued)
+    await enqueue(tx, 'plan-tasks', { tenantId, taskIds: ids }, { maxAttempts: 10 });
+  const claimed = new Set(created!.claimed.map((c) => claimKey(c.w, c.s)));
+  const replay = (r: (typeof rows)[number]) =>
+    r.signature !== null && (repeated.has(r.ord) || !claimed.has(claimKey(r.webhook_id!, r.signature)));
+  const isNew = new Set(ids);
+  const out: (Intake | Error | undefined)[] = rows.map((r) =>
+    isNew.has(r.task_id)
+      ? { eventId: r.event_id, taskId: r.task_id, duplicate: false }
+      : replay(r)
+        ? replayed()
+        : undefined,
   );
-  const duplicates = rows.filter((r) => !isNew.has(r.task_id));
+  const duplicates = rows.filter((r) => out[r.ord] === undefined);
   if (duplicates.length) {
     // Only an event with an externalId can be a duplicate; the first of its key has committed or is ours.
     const existing = await tx<{ id: string; task_id: string; source: string; external_id: string }[]>`
@@ -199,7 +261,7 @@ async function intakeBatch(
       details: { eventId: r.event_id, source: r.source, type: r.type, externalId: r.external_id },
     });
   }
-  return out as Intake[];
+  return out as (Intake | Error)[];
 }
 
 export interface TaskSummary {

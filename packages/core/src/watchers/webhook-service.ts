@@ -326,17 +326,6 @@ export async function receiveWebhook(res: Resources, d: Delivery): Promise<Intak
   }
   const event = webhookEvent(hook, payload as Record<string, unknown>, d.eventIdHeader);
 
-  if (usedSignature) {
-    const fresh = await res.db.withTenant(tenantId, async (tx) => {
-      await tx`
-        delete from webhook_deliveries where tenant_id = ${tenantId} and webhook_id = ${hook.id}
-          and received_at < now() - make_interval(secs => ${2 * SIGNATURE_WINDOW_SECONDS})`;
-      return tx`
-        insert into webhook_deliveries (tenant_id, webhook_id, signature) values (${tenantId}, ${hook.id}, ${usedSignature})
-        on conflict do nothing returning signature`;
-    });
-    if (!fresh.length) throw unauthorized('this signature was already used (replay)');
-  }
   const actor: Actor = {
     type: 'system',
     id: hook.id,
@@ -346,18 +335,10 @@ export async function receiveWebhook(res: Resources, d: Delivery): Promise<Intak
   };
   let intake: Intake;
   try {
-    intake = await submitEvent(res, tenantId, actor, event);
+    // The signature is recorded with the event, in one transaction: used once it was taken.
+    const claim = usedSignature ? { webhookId: hook.id, signature: usedSignature } : undefined;
+    intake = await submitEvent(res, tenantId, actor, event, claim);
   } catch (error) {
-    // Not taken: let the sender retry with the same signature.
-    if (usedSignature) {
-      await res.db
-        .withTenant(
-          tenantId,
-          (tx) => tx`delete from webhook_deliveries where tenant_id = ${tenantId} and webhook_id = ${hook.id}
-                     and signature = ${usedSignature}`,
-        )
-        .catch(() => {});
-    }
     // A value PostgreSQL cannot store (a NUL character, a lone surrogate): the sender's mistake.
     const code = String((error as { code?: unknown }).code ?? '');
     if (code.startsWith('22') || code === '23514')
