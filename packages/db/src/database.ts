@@ -106,9 +106,9 @@ export function connect(url: string, opts: ConnectOptions = {}): Sql {
     idle_timeout: 30,
     connect_timeout: 10,
     queue_timeout: opts.queueTimeout ?? 0,
-    // While PostgreSQL cannot be reached, try again after 0.03, 0.09, 0.27, 0.81 s, then every
-    // 1-2 s (postgres.js's own curve goes on to 10-20 s): a restarted database is back in use
-    // within two seconds.
+    // While PostgreSQL cannot be reached, try again after 15-30 ms, 45-90 ms, 0.14-0.27 s,
+    // 0.4-0.8 s, then every 1-2 s (postgres.js's own curve goes on to 10-20 s): a restarted
+    // database is back in use within two seconds.
     backoff: (retries: number) => (0.5 + Math.random() / 2) * Math.min(3 ** retries / 100, 2),
     // postgres.js 4 sends a Date, boolean, Buffer or bigint untyped and lets the server decide; v3
     // typed them from the JavaScript value, and Steward's queries are written for that.
