@@ -6,6 +6,7 @@ import {
   bearer,
   createTenantFixture,
   createTestApp,
+  createWebhook,
   expectStatus,
   type TenantFixture,
   type TestApp,
@@ -166,15 +167,7 @@ describe('the database refusing connections', () => {
     });
 
   it('the API, the inbound webhooks and SCIM answer 503 UNAVAILABLE with Retry-After', async () => {
-    hook = expectStatus(
-      await t.app.inject({
-        method: 'POST',
-        url: '/api/v1/webhooks',
-        headers: bearer(a.token),
-        payload: { name: 'outage' },
-      }),
-      201,
-    ).json() as { path: string; secret: string };
+    hook = await createWebhook(t, a.token, 'outage');
     await sleep(200); // the audit checkpoint the webhook's creation set off
     const loggedBefore = logLines().length;
 
@@ -256,15 +249,7 @@ describe('PostgreSQL terminating the app’s connections under load', () => {
   }
 
   it('answers every event 202 or 503, and each one sent again until taken is stored once', async () => {
-    const hook = expectStatus(
-      await t.app.inject({
-        method: 'POST',
-        url: '/api/v1/webhooks',
-        headers: bearer(a.token),
-        payload: { name: 'load' },
-      }),
-      201,
-    ).json() as { path: string; secret: string };
+    const hook = await createWebhook(t, a.token, 'load');
     // Every fifth event is a signed webhook delivery, sent again with the same signature: a
     // signature is used only once its event is taken.
     const sends = Array.from({ length: WAVES * PER_WAVE }, (_, i) => {

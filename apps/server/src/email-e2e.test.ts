@@ -12,6 +12,7 @@ import {
   bearer,
   createTenantFixture,
   createTestApp,
+  createWebhook,
   expectStatus,
   type TenantFixture,
   type TestApp,
@@ -291,15 +292,7 @@ describe.skipIf(!!missing)('e-mail in, approval, e-mail out', () => {
 
   it('a signed webhook: approval, then the e-mail is delivered', async () => {
     const before = delivered.length;
-    const hook = expectStatus(
-      await t.app.inject({
-        method: 'POST',
-        url: '/api/v1/webhooks',
-        headers: bearer(a.token),
-        payload: { name: 'partner portal' },
-      }),
-      201,
-    ).json() as { path: string; secret: string };
+    const hook = await createWebhook(t, a.token, 'partner portal');
     const body = JSON.stringify({
       id: 'portal-77',
       type: 'quote',

@@ -24,6 +24,7 @@ import {
   bearer,
   createTenantFixture,
   createTestApp,
+  createWebhook,
   expectStatus,
   type TenantFixture,
   type TestApp,
@@ -156,15 +157,7 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
   receiverPort = (receiver.address() as AddressInfo).port;
-  hook = expectStatus(
-    await t.app.inject({
-      method: 'POST',
-      url: '/api/v1/webhooks',
-      headers: bearer(a.token),
-      payload: { name: 'inbound' },
-    }),
-    201,
-  ).json();
+  hook = await createWebhook(t, a.token, 'inbound');
   const connectionId = randomUUID();
   await t.res.db.withTenant(
     a.tenant.id,

@@ -6,6 +6,7 @@ import {
   bearer,
   createTenantFixture,
   createTestApp,
+  createWebhook,
   expectStatus,
   loginAs,
   type TenantFixture,
@@ -20,18 +21,7 @@ let hookB: { id: string; path: string; secret: string };
 
 const now = () => Math.floor(Date.now() / 1000);
 
-async function createHook(fx: TenantFixture, name: string) {
-  const r = expectStatus(
-    await t.app.inject({
-      method: 'POST',
-      url: '/api/v1/webhooks',
-      headers: bearer(fx.token),
-      payload: { name },
-    }),
-    201,
-  );
-  return r.json() as { id: string; path: string; secret: string; name: string };
-}
+const createHook = (fx: TenantFixture, name: string) => createWebhook(t, fx.token, name);
 
 function deliver(
   path: string,

@@ -134,6 +134,17 @@ export function expectStatus(r: LightMyRequestResponse, status: number): LightMy
   return r;
 }
 
+/** Create an inbound webhook through the API; its secret is returned only here. */
+export async function createWebhook(t: TestApp, token: string, name: string) {
+  const r = await t.app.inject({
+    method: 'POST',
+    url: '/api/v1/webhooks',
+    headers: bearer(token),
+    payload: { name },
+  });
+  return expectStatus(r, 201).json() as { id: string; path: string; secret: string; name: string };
+}
+
 /** Poll a task until its status is one of `statuses` (fails with the task when the time runs out). */
 export async function waitForTask(
   t: TestApp,
