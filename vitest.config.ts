@@ -6,6 +6,7 @@ export default defineConfig({
       'apps/*/src/**/*.test.ts',
       'packages/*/src/**/*.test.ts',
       'test/**/*.test.ts',
+      'bench/**/*.test.ts',
       'apps/web/e2e/**/*.test.ts',
     ],
     globalSetup: ['packages/db/src/testing/global-setup.ts'],

@@ -8,9 +8,13 @@
  * share of the second, then waits for the next second, so the server sees a burst at the start of
  * every second; and it records latencies with an expected interval of 1 ms whatever the rate, which
  * counts a slow response once per millisecond it took.
+ *
+ * It speaks HTTP/1.1 over plain keep-alive sockets itself (one request at a time per connection,
+ * answers with Content-Length or chunked bodies): it shares two cores with the server and the
+ * database, and an HTTP client library took 4–5 times its CPU per request (bench/RESULTS.md).
  */
+import { connect, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { Pool } from 'undici';
 
 export interface OpenLoopOptions {
   /** e.g. http://127.0.0.1:3000 */
@@ -43,15 +47,61 @@ export interface OpenLoopResult {
   max: number;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+interface Pending {
+  n: number;
+  due: number;
+}
+
+/** One keep-alive connection carrying one request at a time. */
+interface Connection {
+  socket: Socket;
+  ready: boolean;
+  current: (Pending & { sentAt: number }) | undefined;
+  received: Buffer;
+}
+
+const HEADER_END = Buffer.from('\r\n\r\n');
+const CHUNKED_END = Buffer.from('\r\n0\r\n\r\n');
+
+/**
+ * The length of the first complete response in `b` and its status, or undefined while it is
+ * incomplete; `close` when the server said it will close the connection.
+ */
+export function parseResponse(b: Buffer): { length: number; status: number; close: boolean } | undefined {
+  const headEnd = b.indexOf(HEADER_END);
+  if (headEnd < 0) return undefined;
+  const head = b.toString('latin1', 0, headEnd);
+  const status = Number(head.slice(9, 12));
+  if (!/^HTTP\/1\.[01] \d{3}/.test(head)) throw new Error(`not an HTTP/1.1 response: ${head.slice(0, 40)}`);
+  const lower = head.toLowerCase();
+  const close = /\r\nconnection: *close/.test(lower);
+  const bodyStart = headEnd + HEADER_END.length;
+  const cl = /\r\ncontent-length: *(\d+)/.exec(lower);
+  if (cl) {
+    const length = bodyStart + Number(cl[1]);
+    return b.length >= length ? { length, status, close } : undefined;
+  }
+  if (/\r\ntransfer-encoding: *chunked/.test(lower)) {
+    const end = b.indexOf(CHUNKED_END, bodyStart - 2);
+    return end < 0 ? undefined : { length: end + CHUNKED_END.length, status, close };
+  }
+  // 204/304 and the like carry no body.
+  if (status === 204 || status === 304 || (status >= 100 && status < 200))
+    return { length: bodyStart, status, close };
+  throw new Error(`response ${status} has neither Content-Length nor chunked encoding`);
+}
 
 export async function openLoop(o: OpenLoopOptions): Promise<OpenLoopResult> {
-  const pool = new Pool(o.origin, {
-    connections: o.connections,
-    pipelining: 1,
-    headersTimeout: o.timeoutMs ?? 10_000,
-    bodyTimeout: o.timeoutMs ?? 10_000,
-  });
+  const url = new URL(o.origin);
+  if (url.protocol !== 'http:') throw new Error(`openLoop speaks plain http only, not ${url.protocol}`);
+  const port = Number(url.port || 80);
+  const timeoutMs = o.timeoutMs ?? 10_000;
+  const head =
+    `POST ${o.path} HTTP/1.1\r\nhost: ${url.host}\r\n` +
+    Object.entries(o.headers)
+      .map(([k, v]) => `${k}: ${v}\r\n`)
+      .join('');
+
   const total = Math.round(o.rate * o.seconds);
   const latencies = new Float64Array(total);
   let answered = 0;
@@ -63,39 +113,96 @@ export async function openLoop(o: OpenLoopOptions): Promise<OpenLoopResult> {
   let drained: (() => void) | undefined;
   const interval = 1000 / o.rate;
   const start = performance.now();
+  const idle: Connection[] = [];
+  const queue: Pending[] = [];
+  const open = new Set<Connection>();
 
-  // dispatch with callbacks, not request(): no body stream per response, so the generator takes
-  // less of the CPU it shares with the server and the database.
-  const send = (n: number) => {
-    const due = start + n * interval;
-    let status = 0;
-    inFlight++;
-    const settle = (error?: Error) => {
-      inFlight--;
-      if (error) errors++;
-      else {
-        lastAnswer = performance.now();
-        latencies[answered++] = lastAnswer - due;
-        if (status >= 200 && status < 300) ok++;
-        else non2xx++;
-      }
-      if (inFlight === 0 && drained) drained();
-    };
-    pool.dispatch(
-      { path: o.path, method: 'POST', headers: o.headers, body: o.body(n) },
-      {
-        onConnect() {},
-        onError: (error: Error) => settle(error),
-        onHeaders: (statusCode: number) => {
-          status = statusCode;
-          return true;
-        },
-        onData: () => true,
-        onComplete: () => settle(),
-      },
-    );
+  const settle = (status: number | undefined, due: number) => {
+    inFlight--;
+    if (status === undefined) errors++;
+    else {
+      lastAnswer = performance.now();
+      latencies[answered++] = lastAnswer - due;
+      if (status >= 200 && status < 300) ok++;
+      else non2xx++;
+    }
+    if (inFlight === 0 && drained) drained();
   };
 
+  const write = (c: Connection, p: Pending) => {
+    const body = o.body(p.n);
+    c.current = { ...p, sentAt: performance.now() };
+    c.socket.write(`${head}content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+  };
+
+  /** A connection is free: give it the oldest waiting request, or keep it for the next one. */
+  const free = (c: Connection) => {
+    const next = queue.shift();
+    if (next) write(c, next);
+    else idle.push(c);
+  };
+
+  const drop = (c: Connection) => {
+    if (!open.delete(c)) return;
+    const i = idle.indexOf(c);
+    if (i >= 0) idle.splice(i, 1);
+    c.socket.destroy();
+    if (c.current) settle(undefined, c.current.due);
+    c.current = undefined;
+    // A connection that never opened fails the oldest waiting request (so a server that refuses
+    // connections ends the run instead of being dialled forever); whoever waits then gets a new one.
+    if (!c.ready) {
+      const failed = queue.shift();
+      if (failed) settle(undefined, failed.due);
+    }
+    if (queue.length) dial();
+  };
+
+  const dial = () => {
+    const socket = connect({ host: url.hostname, port, noDelay: true });
+    const c: Connection = { socket, ready: false, current: undefined, received: Buffer.alloc(0) };
+    open.add(c);
+    socket.on('connect', () => {
+      c.ready = true;
+      free(c);
+    });
+    socket.on('data', (chunk: Buffer) => {
+      c.received = c.received.length ? Buffer.concat([c.received, chunk]) : chunk;
+      let r: ReturnType<typeof parseResponse>;
+      try {
+        r = parseResponse(c.received);
+      } catch {
+        return drop(c);
+      }
+      if (!r) return;
+      const p = c.current;
+      c.current = undefined;
+      c.received = c.received.subarray(r.length);
+      if (p) settle(r.status, p.due);
+      if (r.close || c.received.length) drop(c);
+      else free(c);
+    });
+    socket.on('error', () => drop(c));
+    socket.on('close', () => drop(c));
+  };
+
+  const send = (n: number) => {
+    inFlight++;
+    const p = { n, due: start + n * interval };
+    const c = idle.pop();
+    if (c) write(c, p);
+    else {
+      queue.push(p);
+      if (open.size < o.connections) dial();
+    }
+  };
+
+  const timeouts = setInterval(() => {
+    const now = performance.now();
+    for (const c of open) if (c.current && now - c.current.sentAt > timeoutMs) drop(c);
+  }, 250);
+
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
   let next = 0;
   while (next < total) {
     const due = Math.min(total, Math.floor((performance.now() - start) / interval) + 1);
@@ -103,7 +210,8 @@ export async function openLoop(o: OpenLoopOptions): Promise<OpenLoopResult> {
     await sleep(1);
   }
   if (inFlight) await new Promise<void>((resolve) => (drained = resolve));
-  await pool.close();
+  clearInterval(timeouts);
+  for (const c of open) c.socket.destroy();
 
   const sorted = latencies.subarray(0, answered).sort();
   const at = (q: number) =>
