@@ -180,13 +180,18 @@ async function intakeBatch(
   // wake-up: what add_jobs does for a job without key or queue, without its upserts and key update
   // (which PostgreSQL would plan again on every call). While the queue does not know the task name
   // yet (a fresh database), nothing is inserted and enqueue() adds the job below.
+  // A batch without signed deliveries leaves out the signature claims (a separate prepared
+  // statement: 0.24 instead of 0.40 ms of planning per batch, and each run is planned).
+  const claiming = signed.size > 0;
   const insert = tx<{ ids: string[]; claimed: { w: string; s: string }[]; queued: number }[]>`
     with input as (
       select * from jsonb_to_recordset(${tx.json(rows.filter((r) => !repeated.has(r.ord)) as never)}) as x(
         ord int, event_id uuid, task_id uuid, source text, type text, external_id text, sender text,
         subject text, body text, data jsonb, title text, actor_type text, actor_id text,
         webhook_id uuid, signature text)),
-    forgotten as (
+    ${
+      claiming
+        ? tx`forgotten as (
       delete from webhook_deliveries
       where tenant_id = ${tenantId}
         and webhook_id in (select webhook_id from input where signature is not null)
@@ -195,13 +200,19 @@ async function intakeBatch(
       insert into webhook_deliveries (tenant_id, webhook_id, signature)
       select ${tenantId}, webhook_id, signature from input where signature is not null
       on conflict do nothing
-      returning webhook_id, signature),
+      returning webhook_id, signature),`
+        : tx``
+    }
     ev as (
       insert into events (tenant_id, id, source, type, external_id, sender, subject, body, data, task_id)
       select ${tenantId}, event_id, source, type, external_id, sender, subject, body, data, task_id
         from input i
-        where i.signature is null
-           or exists (select 1 from claimed c where c.webhook_id = i.webhook_id and c.signature = i.signature)
+        ${
+          claiming
+            ? tx`where i.signature is null
+           or exists (select 1 from claimed c where c.webhook_id = i.webhook_id and c.signature = i.signature)`
+            : tx``
+        }
         order by ord
       on conflict (tenant_id, source, external_id) where external_id is not null do nothing
       returning id),
@@ -218,7 +229,11 @@ async function intakeBatch(
       returning id),
     woken as (select pg_notify('jobs:insert', '{"count":1}') from job)
     select coalesce((select json_agg(id) from t), '[]') as ids,
-           coalesce((select json_agg(json_build_object('w', webhook_id, 's', signature)) from claimed), '[]') as claimed,
+           ${
+             claiming
+               ? tx`coalesce((select json_agg(json_build_object('w', webhook_id, 's', signature)) from claimed), '[]')`
+               : tx`'[]'::json`
+           } as claimed,
            (select count(*) from woken)::int as queued`.execute();
   // The audit entries of the new tasks are written next: their chain head is read in this round trip.
   res.audit.lockHead(tx, tenantId);
