@@ -1,7 +1,7 @@
 import { createServer, type RequestListener, type Server } from 'node:http';
 import { createServer as createTcpServer, type AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { openLoop, parseResponse } from './open-loop.ts';
+import { openLoop, parseResponse, type OpenLoopOptions } from './open-loop.ts';
 
 let server: Server | undefined;
 afterEach(async () => {
@@ -15,6 +15,12 @@ async function serve(handler: RequestListener): Promise<string> {
   await new Promise<void>((r) => server!.listen(0, '127.0.0.1', r));
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
+
+/** Empty POSTs to `/` of `origin`. */
+const emptyPosts = (
+  origin: string,
+  o: Pick<OpenLoopOptions, 'rate' | 'seconds' | 'connections' | 'timeoutMs'>,
+) => openLoop({ origin, path: '/', headers: {}, body: () => '', ...o });
 
 /** Reads the request body, then answers with `answer`. */
 const withBody =
@@ -104,15 +110,7 @@ describe('openLoop', () => {
       }),
     );
     // One connection: the requests due while the first waits queue behind it in the client.
-    const r = await openLoop({
-      origin,
-      path: '/',
-      headers: {},
-      body: () => '',
-      rate: 100,
-      seconds: 0.5,
-      connections: 1,
-    });
+    const r = await emptyPosts(origin, { rate: 100, seconds: 0.5, connections: 1 });
     expect(r.ok).toBe(50);
     expect(r.max).toBeGreaterThanOrEqual(300);
     expect(r.p90).toBeGreaterThan(100);
@@ -123,28 +121,11 @@ describe('openLoop', () => {
     await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
     const port = (closed.address() as AddressInfo).port;
     await new Promise((r) => closed.close(r));
-    const refused = await openLoop({
-      origin: `http://127.0.0.1:${port}`,
-      path: '/',
-      headers: {},
-      body: () => '',
-      rate: 100,
-      seconds: 0.1,
-      connections: 2,
-    });
+    const refused = await emptyPosts(`http://127.0.0.1:${port}`, { rate: 100, seconds: 0.1, connections: 2 });
     expect(refused).toMatchObject({ sent: 10, errors: 10, ok: 0 });
 
     const origin = await serve(() => {}); // takes requests, never answers
-    const silent = await openLoop({
-      origin,
-      path: '/',
-      headers: {},
-      body: () => '',
-      rate: 20,
-      seconds: 0.1,
-      connections: 2,
-      timeoutMs: 300,
-    });
+    const silent = await emptyPosts(origin, { rate: 20, seconds: 0.1, connections: 2, timeoutMs: 300 });
     expect(silent).toMatchObject({ sent: 2, errors: 2, ok: 0 });
   });
 });
